@@ -1,0 +1,3 @@
+"""fmrlrec-edge: train fMRLRec once, slice it into nested widths, export each width on-device."""
+
+__version__ = "0.1.0"
