@@ -231,6 +231,13 @@ def train(tcfg: TrainConfig, out_dir: str | Path, model_overrides: dict | None =
             if stop:
                 break
 
+    agree = None
+    if ddp:  # every rank must hold the same weights after training (DDP keeps them in sync)
+        flat = torch.cat([p.detach().float().reshape(-1).cpu() for p in model.parameters()])
+        mine = torch.tensor([float(flat.sum()), float((flat * flat).sum())], dtype=torch.float64)
+        gathered = [torch.zeros_like(mine) for _ in range(world)]
+        dist.all_gather(gathered, mine)
+        agree = [g.tolist() for g in gathered]
     result = {}
     if main:
         ckpt.load_model_weights(model, out / ckpt.WEIGHTS)   # the best epoch, not the last
@@ -243,7 +250,8 @@ def train(tcfg: TrainConfig, out_dir: str | Path, model_overrides: dict | None =
             "history": progress["history"],
             "popularity": {"val": pop, "test": evaluate_popularity(split.train, mcfg.n_items, test_h, test_t)},
             "widths": {str(m): {"val": val[m], "test": test[m]} for m in mcfg.widths},
-            "params": {"stored": model.n_stored_params(), "device": str(device), "world_size": world},
+            "params": {"stored": model.n_stored_params(), "device": str(device), "world_size": world,
+                       "rank_checksums": agree},
         }
         atomic_write_json(out / ckpt.METRICS, result)
     if ddp:

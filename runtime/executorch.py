@@ -1,0 +1,148 @@
+"""ExecuTorch runner: one `.pte` holding both methods (`prefill`, `step`), on `executorch.runtime`.
+
+Threads: XNNPACK runs on ExecuTorch's process-wide threadpool. executorch 1.5.1 sets it from Python only
+through the experimental `_unsafe_reset_threadpool(n)` of its pybindings; it is process-wide (the last
+runner opened decides) and the count actually in use is read back and kept in `threads_used`.
+
+Memory: the planned arenas (the memory-planned activation buffers of each method) are read straight from
+the program flatbuffer (`ExecutionPlan.non_const_buffer_sizes`), because `MethodMeta` in 1.5.1's Python
+bindings does not expose `memory_planned_buffer_size`. Buffer 0 is reserved (always 0); XNNPACK's own
+scratch memory inside the delegate is not part of these figures.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from fmrlrec_edge.errors import UserError
+
+from .base import Runner, StepOutput, register
+
+METHODS = ("prefill", "step")
+PTE_MAGIC = b"ET12"   # flatbuffer file identifier of the ExecuTorch program schema
+
+
+# -- a minimal flatbuffer reader: just enough of the program schema to read the planned arenas ---------------
+def _u32(buf, pos):
+    return struct.unpack_from("<I", buf, pos)[0]
+
+
+def _field(buf, table: int, index: int) -> int | None:
+    """Absolute position of field `index` of the table at `table`, or None when the field is absent."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    vt_size = struct.unpack_from("<H", buf, vtable)[0]
+    slot = 4 + 2 * index
+    if slot >= vt_size:
+        return None
+    off = struct.unpack_from("<H", buf, vtable + slot)[0]
+    return table + off if off else None
+
+
+def _deref(buf, pos: int) -> int:
+    return pos + _u32(buf, pos)
+
+
+def _vector(buf, table: int, index: int) -> tuple[int, int]:
+    """(position of the first element, length) of a vector field; (0, 0) when absent."""
+    pos = _field(buf, table, index)
+    if pos is None:
+        return 0, 0
+    vec = _deref(buf, pos)
+    return vec + 4, _u32(buf, vec)
+
+
+def planned_arenas(pte: bytes) -> dict[str, list[int]]:
+    """{method: [bytes of each memory-planned buffer]} read from the .pte's program flatbuffer.
+
+    Program field 1 = execution_plan: [ExecutionPlan]; ExecutionPlan field 0 = name, field 8 =
+    non_const_buffer_sizes: [int64] (schema/program.fbs). Index 0 of the sizes is reserved and dropped.
+    """
+    if len(pte) < 8 or pte[4:8] != PTE_MAGIC:
+        raise UserError("not an ExecuTorch program (.pte identifier ET12 missing)")
+    try:
+        root = _deref(pte, 0)
+        plans, n = _vector(pte, root, 1)
+        out = {}
+        for k in range(n):
+            plan = _deref(pte, plans + 4 * k)
+            name_pos = _deref(pte, _field(pte, plan, 0))
+            name = pte[name_pos + 4:name_pos + 4 + _u32(pte, name_pos)].decode()
+            sizes, m = _vector(pte, plan, 8)
+            out[name] = [struct.unpack_from("<q", pte, sizes + 8 * i)[0] for i in range(m)][1:]
+        return out
+    except (struct.error, TypeError, UnicodeDecodeError):
+        raise UserError("the .pte program header is corrupt (cannot read its execution plans)") from None
+
+
+def memory_summary(pte: bytes) -> dict:
+    arenas = planned_arenas(pte)
+    return {"planned_arena_bytes": {name: int(sum(s)) for name, s in sorted(arenas.items())},
+            "planned_buffers": {name: [int(x) for x in s] for name, s in sorted(arenas.items())}}
+
+
+def set_threads(n: int) -> int:
+    """Resize ExecuTorch's (process-wide) threadpool; returns the thread count now in use."""
+    from executorch.extension.pybindings import portable_lib
+    if portable_lib._threadpool_get_thread_count() != n:
+        portable_lib._unsafe_reset_threadpool(n)
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+@register("executorch")
+class ExecutorchRunner(Runner):
+    def __init__(self, root, entry, threads: int = 1, verify: bool = True, etdump: bool = False,
+                 debug_buffer_size: int = 0):
+        self.etdump = etdump                        # per-op profile: write it with `write_etdump(path)`
+        self.debug_buffer_size = int(debug_buffer_size)
+        super().__init__(root, entry, threads, verify)
+
+    def load(self):
+        try:
+            import torch
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise UserError("the executorch target needs the executorch package: pip install executorch") from None
+        if "int" in str(self.entry.get("quantization", "")):
+            import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed::* kernels)
+        self._torch = torch
+        self.path = self.file(".pte")
+        self.pte_memory = memory_summary(self.path.read_bytes())
+        try:
+            self.program = Runtime.get().load_program(self.path, enable_etdump=self.etdump,
+                                                      debug_buffer_size=self.debug_buffer_size)
+            missing = set(METHODS) - set(self.program.method_names)
+            if missing:
+                raise UserError(f"{self.entry['id']}: the .pte lacks method(s) {', '.join(sorted(missing))}")
+            self.methods = {name: self.program.load_method(name) for name in METHODS}
+        except UserError:
+            raise
+        except Exception as exc:  # the bindings raise RuntimeError / ValueError with the runtime's error code
+            raise UserError(f"ExecuTorch could not load {self.entry['id']}: {str(exc).splitlines()[0]}") from None
+        self.threads_used = set_threads(self.threads)
+
+    def _run(self, name, *args):
+        s, i, st = self.methods[name].execute(tuple(self._torch.from_numpy(a) for a in args))
+        return StepOutput(s.numpy().copy(), i.numpy().copy(), st.numpy().copy())
+
+    def _prefill(self, item_ids):
+        return self._run("prefill", item_ids)
+
+    def _step(self, item_id, state):
+        return self._run("step", item_id, state)
+
+    def memory_info(self) -> dict:
+        """Planned arena bytes per method, read from the loaded program's file, and the threads in use."""
+        return {**self.pte_memory, "executorch_threads": self.threads_used}
+
+    def write_etdump(self, etdump_path: str | Path, debug_path: str | Path | None = None) -> Path:
+        """Write the ETDump of every call so far (needs `etdump=True`); read it with
+        `executorch.devtools.Inspector(etdump_path=..., etrecord=<the artifact's etrecord.bin>)`."""
+        if not self.etdump:
+            raise UserError("open the runner with etdump=True to record an ETDump")
+        etdump_path = Path(etdump_path)
+        debug_path = Path(debug_path) if debug_path else etdump_path.with_suffix(".debug.bin")
+        self.program.write_etdump_result_to_file(str(etdump_path), str(debug_path))
+        return etdump_path
