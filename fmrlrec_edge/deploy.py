@@ -110,9 +110,12 @@ class DeployLayer(nn.Module):
         u_re, u_im = u[:, :m], u[:, m:]
         t = torch.arange(T)
         lag = t[:, None] - t[None, :]                                      # [T, T]
-        causal = (lag >= 0).to(x.dtype)[:, :, None]
+        # built from views with one dynamic dim each (XNNPACK reshapes take only one), and gathered with
+        # an embedding lookup (a row copy; ExecuTorch's generic index kernel is ~10x slower): same values
+        causal = (t[:, None, None] >= t[None, :, None]).to(x.dtype)        # [T, T, 1]
         idx = lag.clamp(min=0)
-        K_re, K_im = self.pow_re[idx] * causal, self.pow_im[idx] * causal  # [T, T, m]: lambda^(t-s)
+        K_re = F.embedding(idx, self.pow_re) * causal                      # [T, T, m]: lambda^(t-s)
+        K_im = F.embedding(idx, self.pow_im) * causal
         u_re, u_im = u_re[None], u_im[None]                                # [1, T, m] broadcast over t
         h_re = (K_re * u_re - K_im * u_im).sum(1)                           # [T, m]
         h_im = (K_re * u_im + K_im * u_re).sum(1)

@@ -23,12 +23,22 @@ def _os_error(path: Path, exc: OSError) -> UserError:
     return UserError(f"cannot write {path}: {reason}. Check free disk space and permissions.")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()   # what open() would give; mkstemp's 0600 would hide files from other users
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -81,7 +91,11 @@ def staging_dir(final: str | os.PathLike, force: bool = False):
         raise UserError(f"{final} already exists; pass --force to overwrite it.")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        # staging folders left by a killed earlier attempt are never referenced by anything: drop them
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
     except OSError as exc:
         raise _os_error(final, exc) from None
     try:

@@ -325,6 +325,11 @@ def _check_output(out, runner) -> None:
                         f"{np.shape(out.state)}; expected [{k}], [{k}], [{runner.n_layers}, 2, {runner.width}]")
 
 
+def prefill_calls(steps: int) -> int:
+    """Timed prefill calls per row: fewer than steps (a prefill costs ~T steps), never too few for a p95."""
+    return max(20, min(int(steps) // 4, 500))
+
+
 def _as_state(state) -> np.ndarray:
     return np.ascontiguousarray(state, dtype=np.float32)
 
@@ -381,7 +386,7 @@ def _worker_profile(spec: dict) -> dict:
 
     # prefill: real histories of history_len items
     hists, length = _prefill_inputs(users, int(spec["history_len"]), runner.max_len)
-    n_pre = max(20, min(n // 4, 500))
+    n_pre = prefill_calls(n)
     pre_ns = np.empty(n_pre, dtype=np.int64)
     for k in range(WARMUP_PREFILLS + n_pre):
         ids = hists[k % len(hists)]

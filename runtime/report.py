@@ -7,6 +7,7 @@ Only measured or manifest-recorded numbers are written; anything not measured is
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import os
 import platform
 import shlex
@@ -37,7 +38,7 @@ on a phone the interpreter and Python bindings are not there. *runtime memory* i
 runtime's own figures where it has them (onnxruntime profiler peaks, ExecuTorch planned arenas), gathered
 in a separate short pass because profiling slows calls. *parity* (max |Δ| of top scores vs the eager
 PyTorch model) and *top-K overlap* (mean over test users) and the quality columns (Recall/NDCG@K on the
-test split, full ranking, {protocol}) are the checks the exporter ran through the same runtime, copied from
+test split, full ranking over all items; protocol: {protocol}) are the checks the exporter ran through the same runtime, copied from
 the manifest. A dash means not measured: the reason or error is listed under the table.
 """
 
@@ -102,13 +103,14 @@ TABLE = [  # (header, row -> text)
     ("R@10", lambda r: _f(r["recall_at_10"], "{:.4f}")),
     ("N@10", lambda r: _f(r["ndcg_at_10"], "{:.4f}")),
     ("R@20", lambda r: _f(r["recall_at_20"], "{:.4f}")),
-    ("parity max|Δ|", lambda r: _f(r["parity_max_abs_diff"], "{:.1e}")),
+    ("parity max abs diff", lambda r: _f(r["parity_max_abs_diff"], "{:.1e}")),
     ("top-K overlap", lambda r: _f(r["topk_overlap"], "{:.3f}")),
     ("status", lambda r: "error" if r["error"] else ("ok" if r["runnable"] else "not runnable")),
 ]
 
 
 def markdown(rows: list[dict], req, machine: dict, plots: list[Path]) -> str:
+    from .profile import WARMUP_PREFILLS, WARMUP_STEPS, prefill_calls
     protocols = sorted({r["quality_protocol"] for r in rows if r["quality_protocol"]})
     lines = [f"# fmrlrec-edge profile: {Path(req.export_dir)}", ""]
     lines += ["| " + " | ".join(h for h, _ in TABLE) + " |",
@@ -118,7 +120,7 @@ def markdown(rows: list[dict], req, machine: dict, plots: list[Path]) -> str:
     notes += [f"- `{r['artifact_id']}`: {r['reason']}" for r in rows if not r["error"] and not r["runnable"]]
     if notes:
         lines += ["", "Rows without measurements:", ""] + list(dict.fromkeys(notes))
-    lines += ["", HOW_TO_READ.format(warm="50 step / 10 prefill",
+    lines += ["", HOW_TO_READ.format(warm=f"{WARMUP_STEPS} step / {WARMUP_PREFILLS} prefill",
                                      protocol=" / ".join(protocols) or "protocol as recorded in the manifest")]
     for p in plots:
         lines += [f"![{p.stem.replace('_', ' ')}]({p.name})", ""]
@@ -133,28 +135,81 @@ def markdown(rows: list[dict], req, machine: dict, plots: list[Path]) -> str:
               "- runtimes: " + (", ".join(f"{k} {v}" for k, v in
                                           runtime_versions(sorted({r['target'] for r in rows})).items()) or "–"),
               f"- date: {machine['date']}",
-              f"- timed calls per row: {req.steps} step, prefill at history length {req.history_len} "
-              "(capped at the artifact's max_len / the longest test history; the T column is what ran)",
+              f"- timed calls per row: {req.steps} step, {prefill_calls(req.steps)} prefill at history length "
+              f"{req.history_len} (capped at the artifact's max_len and the longest test history; T is what ran)",
               f"- command: `{cmd}`", ""]
     return "\n".join(lines)
 
 
+def _us(v) -> str:
+    return "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
+
+
 def rich_table(rows: list[dict]):
+    """A terminal-sized summary (the Markdown report has every column)."""
+    from rich import box
     from rich.table import Table
-    t = Table(title="profile (µs, MB; quality from the export-time checks)")
-    cols = [c for c in TABLE if c[0] not in ("step p99 µs", "prefill p95 µs", "N@10", "parity max|Δ|")]
+    lens = sorted({r["prefill_history_len"] for r in rows if r["prefill_history_len"]})
+    t = Table(title=f"latency in µs (prefill at T={'/'.join(map(str, lens)) or '–'}); "
+                    "quality from the export checks; n/a and errors: see report.md", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    cols = [("artifact", lambda r: r["artifact_id"]), ("thr", lambda r: str(r["threads"])),
+            ("size\nMB", lambda r: _f(r["size_bytes"] / 1e6, "{:.2f}")),
+            ("step\np50", lambda r: _us(r["step_p50_us"])), ("step\np95", lambda r: _us(r["step_p95_us"])),
+            ("prefill\np50", lambda r: _us(r["prefill_p50_us"])), ("+RSS\nMB", lambda r: _f(r["peak_rss_mb"])),
+            ("R@10", lambda r: _f(r["recall_at_10"], "{:.4f}")),
+            ("status", lambda r: "error" if r["error"] else ("ok" if r["runnable"] else "n/a"))]
     for h, _ in cols:
-        t.add_column(h, justify="left" if h in ("artifact", "status") else "right")
+        t.add_column(h, justify="left" if h in ("artifact", "status") else "right", no_wrap=True)
     for r in rows:
         t.add_row(*(fn(r) for _, fn in cols), style="red" if r["error"] else (None if r["runnable"] else "dim"))
     return t
 
 
 # -- plots ------------------------------------------------------------------------------------------------
+QUANT_LINE = {"fp32": "-", "fp16": "--", "int8": ":", "int4": "-."}
+
+
+def _log_axis(ax) -> None:
+    """x on a log scale with plain-number ticks at 1, 2, 5 × 10^k or denser (a lone '10^2' is not readable)."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    lo, hi = ax.get_xlim()
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):   # denser when the range is narrow
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+                 for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 4:
+            break
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _place_labels(ax, xs, ys, texts, colors) -> None:
+    """Label every point, beside it, moving a label up/down or to the left when it would cover a marker
+    or a label already placed (a few artifacts often share a quality and sit close in latency)."""
+    to_px, k = ax.transData.transform, ax.figure.dpi / 72          # points -> pixels
+    centers = [to_px((x, y)) for x, y in zip(xs, ys)]
+    placed = [(cx - 6 * k, cy - 6 * k, cx + 6 * k, cy + 6 * k) for cx, cy in centers]   # the markers
+    for i in sorted(range(len(xs)), key=lambda i: (ys[i], xs[i])):
+        (cx, cy), w, h = centers[i], 5.1 * k * len(texts[i]), 10 * k
+        candidates = [(7, dy) for dy in (-4, 9, -17, 22, -30, 35)] + [(-7, dy) for dy in (-4, 9, -17, 22)]
+        for dx, dy in candidates:
+            x0 = cx + dx * k if dx > 0 else cx + dx * k - w
+            box = (x0, cy + dy * k, x0 + w, cy + dy * k + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=8.5,
+                    color=colors[i], ha="left" if dx > 0 else "right",
+                    arrowprops=None if abs(dy) < 10 else dict(arrowstyle="-", color="0.6", lw=0.6))
+
+
 def _scatter(points: list[dict], x_key: str, x_label: str, title: str, path: Path, x_scale: float = 1.0) -> bool:
     """Recall@10 against x, one series per target; each point labelled 'd<width> <quant>'."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     pts = [p for p in points if p.get(x_key) is not None and p.get("recall_at_10") is not None]
     if not pts:
@@ -162,7 +217,8 @@ def _scatter(points: list[dict], x_key: str, x_label: str, title: str, path: Pat
     fig = Figure(figsize=(9, 6), dpi=130)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for target in sorted({p["target"] for p in pts}, key=lambda t: list(STYLE).index(t) if t in STYLE else 9):
+    targets = sorted({p["target"] for p in pts}, key=lambda t: list(STYLE).index(t) if t in STYLE else 9)
+    for target in targets:
         color, marker = STYLE.get(target, ("tab:gray", "x"))
         mine = [p for p in pts if p["target"] == target]
         # a thin line through each quantization's widths shows the width trade-off within one format
@@ -170,26 +226,29 @@ def _scatter(points: list[dict], x_key: str, x_label: str, title: str, path: Pat
             line = sorted((p for p in mine if p["quantization"] == q), key=lambda p: p["width"])
             if len(line) > 1:
                 ax.plot([p[x_key] * x_scale for p in line], [p["recall_at_10"] for p in line], color=color,
-                        alpha=0.35, lw=1, ls={"fp32": "-", "fp16": "--"}.get(q, ":"), zorder=1)
+                        alpha=0.4, lw=1, ls=QUANT_LINE.get(q, "-"), zorder=1)
         ax.scatter([p[x_key] * x_scale for p in mine], [p["recall_at_10"] for p in mine], s=70, color=color,
                    marker=marker, edgecolor="black", linewidth=0.6, label=target, zorder=3)
-    # labels: spread points that sit on top of each other (same quality, similar x) vertically
-    seen: dict[tuple, int] = {}
-    for p in sorted(pts, key=lambda p: (p["recall_at_10"], p[x_key])):
-        key = (round(p["recall_at_10"], 3), round(float(p[x_key] * x_scale), -1 if p[x_key] * x_scale > 50 else 0))
-        k = seen.get(key, 0)
-        seen[key] = k + 1
-        ax.annotate(f"d{p['width']} {p['quantization']}", (p[x_key] * x_scale, p["recall_at_10"]),
-                    xytext=(7, -4 + 11 * k), textcoords="offset points", fontsize=8.5, color="0.15")
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("Recall@10 (test split, through the runtime)")
     ax.set_title(title, fontsize=11)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(title="target", loc="lower right", frameon=True)
-    ax.margins(x=0.15, y=0.12)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.margins(x=0.18, y=0.15)
+    first = ax.legend(title="target", loc="lower right", frameon=True)
+    quants = sorted({p["quantization"] for p in pts}, key=lambda q: list(QUANT_LINE).index(q) if q in QUANT_LINE else 9)
+    ax.add_artist(first)
+    ax.legend(handles=[Line2D([], [], color="0.4", ls=QUANT_LINE.get(q, "-"), label=q) for q in quants],
+              title="same quantization,\nacross widths", loc="upper left", frameon=True, fontsize=8, title_fontsize=8)
+    ax.autoscale_view()
+    _log_axis(ax)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    _place_labels(ax, [p[x_key] * x_scale for p in pts], [p["recall_at_10"] for p in pts],
+                  [f"d{p['width']} {p['quantization']}" for p in pts],
+                  [STYLE.get(p["target"], ("tab:gray",))[0] for p in pts])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
     return True
 
 
@@ -226,4 +285,4 @@ def write_report(rows: list[dict], out: Path, req, machine: dict) -> dict:
             "table_text": rich_table(rows)}
 
 
-__all__ = ["write_report", "machine_info", "markdown", "write_plots", "rich_table", "atomic_write_bytes"]
+__all__ = ["write_report", "machine_info", "markdown", "write_plots", "rich_table"]

@@ -1,0 +1,515 @@
+"""Core ML export: one mlprogram `.mlpackage` per width and quantization, holding `prefill` (dynamic T)
+and `step` as two functions of one multifunction model that share their weights; optionally a stateful
+`step` whose recurrent state lives inside the model (iOS18 `StateType`).
+
+Quantizations: fp32 (FLOAT32 compute), fp16 (FLOAT16 weights and compute), int8 (per-channel symmetric
+weights, the item table per row), int4 (per-block symmetric, blocks of 32 along the input axis). The
+quantized ones compute in fp16 (the Neural Engine's precision). Everything targets iOS18 / macOS15: that
+is what multifunction packages (weight sharing), int4 blocks and `StateType` need.
+
+Core ML executes only on macOS. Elsewhere the package is validated structurally (`validate_package`):
+names, dtypes, shapes and ranges, spec version, op histogram, weight storage dtypes, sizes, and the
+dequantized weights against the PyTorch width-m weights; the manifest then says the gates were not run.
+
+Naming: MIL reserves the word `state` (coremltools renames it `state_workaround`, and the compiled model
+is MIL text where it is a keyword), so the recurrent state is `hidden_state` in Core ML (prefill output,
+step input); everything else keeps the DeployableWidth names. Item ids are int32 (Core ML has no int64
+inputs). Both facts are recorded in the manifest entry's `extra`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import logging
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from fmrlrec_edge.deploy import DeployableWidth, ItemTable
+from fmrlrec_edge.errors import UserError
+
+from .base import Exporter, register
+
+MIN_IOS, MIN_MACOS = "iOS18", "macOS15"
+PACKAGE = "fmrlrec.mlpackage"                  # multifunction: prefill + step
+STATEFUL_PACKAGE = "step_stateful.mlpackage"   # --stateful: step with the state kept in the model
+STATE = "hidden_state"                         # the Core ML name of the DeployableWidth `state`
+STATEFUL_STATE = "lru_state"                   # the StateType buffer of the stateful step
+INT4_BLOCK = 32
+# storage dtype of the matrices (item table, linears) per quantization, as MIL names it
+WEIGHT_DTYPE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int4": "int4"}
+DEQUANT_OPS = ("constexpr_blockwise_shift_scale", "constexpr_affine_dequantize")
+
+
+# -- coremltools, quietly --------------------------------------------------------------------------------
+def import_coremltools():
+    """coremltools on Linux logs that torch 2.13 is untested and that its macOS-only runtime proxy is
+    missing; torchao (which it imports) logs missing CUDA kernels. None of it matters here."""
+    loggers = [logging.getLogger(n) for n in ("coremltools", "torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import coremltools as ct
+    except ImportError:
+        raise UserError("the coreml target needs coremltools: pip install coremltools==9.0") from None
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+    return ct
+
+
+@contextlib.contextmanager
+def quiet():
+    """The converter draws progress bars on stderr and warns per op: keep the user's terminal readable
+    (errors still propagate as exceptions)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+# -- the modules that get traced ---------------------------------------------------------------------------
+class FullTableScore(ItemTable):
+    """Scores against the whole table and drops the padding column afterwards. Same numbers as
+    `ItemTable.score`, but the converter then sees the very tensor the lookup uses (a `linear` on it)
+    instead of a sliced copy that constant folding would store a second time."""
+
+    def score(self, x):
+        return (x @ self.weight.T)[:, 1:]
+
+
+class Prefill(nn.Module):
+    def __init__(self, dw: DeployableWidth):
+        super().__init__()
+        self.dw = dw
+
+    def forward(self, item_ids):
+        return self.dw.prefill(item_ids)
+
+
+class Step(Prefill):
+    def forward(self, item_id, state):
+        return self.dw.step(item_id, state)
+
+
+class StatefulStep(Prefill):
+    """step() with the state in a buffer that Core ML turns into a `StateType`. The buffer is updated by
+    slice assignment: that is what the converter maps to a state write (`copy_` does not convert)."""
+
+    def __init__(self, dw: DeployableWidth):
+        super().__init__(dw)
+        self.register_buffer(STATEFUL_STATE, dw.zero_state())
+
+    def forward(self, item_id):
+        state = getattr(self, STATEFUL_STATE)
+        top_scores, top_ids, new = self.dw.step(item_id, state)
+        state[:, :, :] = new
+        return top_scores, top_ids
+
+
+def coreml_width(dw: DeployableWidth) -> DeployableWidth:
+    dw = copy.deepcopy(dw)
+    if type(dw.items) is not ItemTable:
+        raise UserError("the coreml exporter expects the fp32 item table (it quantizes the table itself)")
+    dw.items = FullTableScore(dw.items.weight)
+    return dw.eval()
+
+
+def _example_history(dw):
+    T = min(10, dw.max_len)
+    return (torch.arange(T, dtype=torch.int64) % dw.n_items) + 1
+
+
+def _precision(ct, quant):
+    return ct.precision.FLOAT32 if quant == "fp32" else ct.precision.FLOAT16
+
+
+def convert_prefill(ct, dw: DeployableWidth, quant: str):
+    with quiet(), torch.no_grad():
+        traced = torch.jit.trace(Prefill(dw).eval(), (_example_history(dw),))
+        return ct.convert(
+            traced, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+            compute_precision=_precision(ct, quant),
+            inputs=[ct.TensorType(name="item_ids", dtype=np.int32,
+                                  shape=(ct.RangeDim(1, dw.max_len, default=dw.max_len),))],
+            outputs=[ct.TensorType(name="top_scores", dtype=np.float32), ct.TensorType(name="top_ids", dtype=np.int32),
+                     ct.TensorType(name=STATE, dtype=np.float32)])
+
+
+def convert_step(ct, dw: DeployableWidth, quant: str):
+    L, m = dw.n_layers, dw.m
+    with quiet(), torch.no_grad():
+        traced = torch.jit.trace(Step(dw).eval(), (torch.tensor([1]), dw.zero_state()))
+        return ct.convert(
+            traced, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+            compute_precision=_precision(ct, quant),
+            inputs=[ct.TensorType(name="item_id", shape=(1,), dtype=np.int32),
+                    ct.TensorType(name=STATE, shape=(L, 2, m), dtype=np.float32)],
+            outputs=[ct.TensorType(name="top_scores", dtype=np.float32), ct.TensorType(name="top_ids", dtype=np.int32),
+                     ct.TensorType(name="next_state", dtype=np.float32)])
+
+
+def stateful_state_dtype(quant: str):
+    # a state buffer is kept at the compute precision (an fp16 model holds an fp16 state)
+    return np.float32 if quant == "fp32" else np.float16
+
+
+def convert_stateful_step(ct, dw: DeployableWidth, quant: str):
+    L, m = dw.n_layers, dw.m
+    with quiet(), torch.no_grad():
+        traced = torch.jit.trace(StatefulStep(dw).eval(), (torch.tensor([1]),))
+        return ct.convert(
+            traced, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+            compute_precision=_precision(ct, quant),
+            inputs=[ct.TensorType(name="item_id", shape=(1,), dtype=np.int32)],
+            states=[ct.StateType(wrapped_type=ct.TensorType(shape=(L, 2, m), dtype=stateful_state_dtype(quant)),
+                                 name=STATEFUL_STATE)],
+            outputs=[ct.TensorType(name="top_scores", dtype=np.float32), ct.TensorType(name="top_ids", dtype=np.int32)])
+
+
+def quantize(ct, mlmodel, quant: str):
+    """int8 per channel / int4 per block on every matrix: the item table (per row) and the linears.
+    The [max_len, m] tables of lambda powers stay fp16: prefill must decay exactly as step does."""
+    if quant not in ("int8", "int4"):
+        return mlmodel
+    from coremltools.optimize import coreml as cto
+    if quant == "int8":
+        cfg = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                          weight_threshold=0)
+    else:
+        cfg = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                          block_size=INT4_BLOCK, weight_threshold=0)
+    names = {}
+    for func in mlmodel._mil_program.functions.values():
+        for op in func.operations:
+            if op.op_type == "const" and op.outputs[0].rank == 2 and "pow_" not in op.name:
+                names[op.name] = cfg
+    with quiet():
+        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(op_name_configs=names))
+
+
+def export_packages(dw: DeployableWidth, quant: str, out_dir: Path, stateful: bool) -> dict:
+    """Write PACKAGE (and STATEFUL_PACKAGE) into out_dir; returns what goes into the manifest's extra."""
+    ct = import_coremltools()
+    if quant == "int4" and dw.m % INT4_BLOCK and INT4_BLOCK % dw.m:
+        raise UserError(f"int4 blocks of {INT4_BLOCK} do not tile width {dw.m}; use int8 for this width")
+    cdw = coreml_width(dw)
+    with tempfile.TemporaryDirectory(prefix="coreml-") as tmp:
+        parts = {}
+        for name, convert in (("prefill", convert_prefill), ("step", convert_step)):
+            parts[name] = Path(tmp) / f"{name}.mlpackage"
+            quantize(ct, convert(ct, cdw, quant), quant).save(str(parts[name]))
+        # one package, two functions: save_multifunction stores identical weights once
+        desc = ct.utils.MultiFunctionDescriptor()
+        for name, path in parts.items():
+            desc.add_function(str(path), src_function_name="main", target_function_name=name)
+        desc.default_function_name = "step"
+        with quiet():
+            ct.utils.save_multifunction(desc, str(out_dir / PACKAGE))
+    extra = {"package": PACKAGE, "functions": ["prefill", "step"], "default_function": "step",
+             "min_macos": MIN_MACOS, "io_names": {"state": STATE},
+             "io_dtypes": "item ids and top_ids are int32 in Core ML (no int64 inputs); scores and state float32",
+             "weights": _weights_note(quant), "compute_precision": "fp32" if quant == "fp32" else "fp16"}
+    if stateful:
+        quantize(ct, convert_stateful_step(ct, cdw, quant), quant).save(str(out_dir / STATEFUL_PACKAGE))
+        extra["stateful"] = {"package": STATEFUL_PACKAGE, "input": "item_id", "state": STATEFUL_STATE,
+                             "state_dtype": np.dtype(stateful_state_dtype(quant)).name,
+                             "state_shape": [dw.n_layers, 2, dw.m], "min_os": MIN_IOS}
+    return extra
+
+
+def _weights_note(quant):
+    return {"fp32": "fp32", "fp16": "fp16",
+            "int8": "int8 symmetric per output channel (item table per row); lambda powers fp16",
+            "int4": f"int4 symmetric per block of {INT4_BLOCK} input dims; lambda powers fp16"}[quant]
+
+
+# -- structural validation ---------------------------------------------------------------------------------
+def reference_weights(dw: DeployableWidth) -> dict[str, np.ndarray]:
+    """The PyTorch width-m matrices under the names the converter gives their constants."""
+    refs = {"dw_items_weight": dw.items.weight.detach().numpy()}
+    for name, mod in dw.named_modules():
+        if isinstance(mod, nn.Linear):
+            refs[f"dw_{name.replace('.', '_')}_weight"] = mod.weight.detach().numpy()
+    return refs
+
+
+def expected_package(dw: DeployableWidth, quant: str, stateful: bool = False) -> dict:
+    """What `validate_package` checks a package against (names, dtypes, shapes, ranges, ops, weights)."""
+    L, m, K, T = dw.n_layers, dw.m, dw.top_k, dw.max_len
+    top = {"top_scores": ("float32", [K]), "top_ids": ("int32", [K])}
+    if stateful:
+        functions = {"main": {"inputs": {"item_id": ("int32", [1])}, "outputs": top,
+                              "states": {STATEFUL_STATE: (np.dtype(stateful_state_dtype(quant)).name, [L, 2, m])},
+                              "ops": ["gather", "linear", "topk", "read_state", "coreml_update_state"]}}
+    else:
+        functions = {
+            "prefill": {"inputs": {"item_ids": ("int32", [T], (1, T))}, "outputs": {**top, STATE: ("float32", [L, 2, m])},
+                        "ops": ["gather", "linear", "topk", "range_1d"]},
+            "step": {"inputs": {"item_id": ("int32", [1]), STATE: ("float32", [L, 2, m])},
+                     "outputs": {**top, "next_state": ("float32", [L, 2, m])}, "ops": ["gather", "linear", "topk"]},
+        }
+    return {"spec_version": 9, "min_target": MIN_IOS, "functions": functions, "quant": quant,
+            "weights": reference_weights(dw), "table_shape": [dw.n_items + 1, m]}
+
+
+_ARRAY_DTYPES = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64", 131080: "int8"}
+
+
+def _feature(ft) -> tuple:
+    kind = ft.type.WhichOneof("Type")
+    if kind == "multiArrayType":
+        arr = ft.type.multiArrayType
+    elif kind == "stateType":
+        arr = ft.type.stateType.arrayType
+    else:
+        return (kind, [], None)
+    dtype = _ARRAY_DTYPES.get(arr.dataType, str(arr.dataType))
+    rng = None
+    if arr.WhichOneof("ShapeFlexibility") == "shapeRange":
+        rng = [(r.lowerBound, r.upperBound) for r in arr.shapeRange.sizeRanges]
+    return dtype, list(arr.shape), rng
+
+
+def _described_functions(spec) -> dict:
+    desc = spec.description
+    if len(desc.functions):
+        return {f.name: f for f in desc.functions}
+    return {"main": desc}
+
+
+def _blob_offsets(spec) -> dict[str, dict[str, int]]:
+    """function -> {const name: offset in the weights file} (where two functions share a weight, both
+    point at the same offset)."""
+    out = {}
+    for fname, func in spec.mlProgram.functions.items():
+        offs = {}
+        for block in func.block_specializations.values():
+            for op in block.operations:
+                if op.type == "const" and "val" in op.attributes and op.attributes["val"].HasField("blobFileValue"):
+                    offs[op.outputs[0].name] = op.attributes["val"].blobFileValue.offset
+        out[fname] = offs
+    return out
+
+
+def _base_name(name: str) -> str:
+    for suffix in ("_quantized", "_to_fp16"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _dequant_bound(quant: str, op, ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per element: the error this quantization may make by its own definition, plus the fp16 rounding of
+    the weight and of the dequantized product (quantized weights are dequantized to fp16)."""
+    fp16_ulp = np.abs(ref).astype(np.float64) * 2.0 ** -10 + np.abs(got).astype(np.float64) * 2.0 ** -11 + 1e-7
+    if quant == "fp32":
+        return np.full(ref.shape, 1e-7)
+    if quant == "fp16":
+        return fp16_ulp
+    scale = np.asarray(op.scale.val, dtype=np.float64)
+    for axis, (n, s) in enumerate(zip(ref.shape, scale.shape)):   # blocks (or channels) -> elements
+        scale = np.repeat(scale, n // s, axis=axis)
+    return scale / 2 + fp16_ulp
+
+
+def validate_package(path: str | Path, expected: dict) -> dict:
+    """Structural checks of one `.mlpackage` without executing it (works on any OS).
+
+    Raises a one-line UserError naming the first failures; returns the measured facts otherwise."""
+    ct = import_coremltools()
+    from coremltools.converters.mil.frontend.milproto.load import load as load_mil
+    from coremltools.converters.mil.mil import types
+
+    path = Path(path)
+    problems: list[str] = []
+    try:
+        with quiet():
+            model = ct.models.MLModel(str(path), skip_model_load=True)
+        spec = model.get_spec()
+    except Exception as exc:  # coremltools raises assorted types for unreadable packages
+        raise UserError(f"{path.name}: not a readable Core ML package ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise UserError(f"{path.name}: expected an mlprogram, found {spec.WhichOneof('Type')}")
+
+    # -- spec version / deployment target
+    if spec.specificationVersion != expected["spec_version"]:
+        problems.append(f"spec version {spec.specificationVersion} != {expected['spec_version']} "
+                        f"({expected['min_target']})")
+    # -- functions, names, dtypes, shapes, ranges
+    described = _described_functions(spec)
+    if set(described) != set(expected["functions"]):
+        problems.append(f"functions {sorted(described)} != {sorted(expected['functions'])}")
+    io_facts = {}
+    for fname, exp in expected["functions"].items():
+        if fname not in described:
+            continue
+        d = described[fname]
+        got = {"inputs": {f.name: _feature(f) for f in d.input}, "outputs": {f.name: _feature(f) for f in d.output},
+               "states": {f.name: _feature(f) for f in getattr(d, "state", [])}}
+        io_facts[fname] = {k: {n: [v[0], v[1]] + ([v[2]] if v[2] else []) for n, v in feats.items()}
+                           for k, feats in got.items() if feats}
+        for kind in ("inputs", "outputs", "states"):
+            want = exp.get(kind, {})
+            if list(got[kind]) != list(want):
+                problems.append(f"{fname} {kind} {list(got[kind])} != {list(want)}")
+                continue
+            for name, w in want.items():
+                dtype, shape, rng = got[kind][name]
+                if dtype != w[0] or shape != list(w[1]):
+                    problems.append(f"{fname} {name} is {dtype}{shape}, expected {w[0]}{list(w[1])}")
+                want_rng = [tuple(w[2])] if len(w) > 2 else None
+                if rng != want_rng:
+                    problems.append(f"{fname} {name} shape range {rng} != {want_rng}")
+
+    # -- the program: opset, op histogram, weight dtypes, dequantized weights
+    try:
+        with quiet():
+            prog = load_mil(spec, spec.specificationVersion, model.weights_dir)
+    except Exception as exc:
+        raise UserError(f"{path.name}: its ML program does not load ({str(exc).splitlines()[0]})") from None
+    offsets = _blob_offsets(spec)
+    quant, refs = expected["quant"], expected["weights"]
+    want_dtype = WEIGHT_DTYPE[quant]
+    hist, dtypes, max_err, worst, shared_ok = {}, collections.Counter(), 0.0, 0.0, True
+    program_funcs = dict(prog.functions)
+    if len(described) == 1 and "main" not in program_funcs and len(program_funcs) == 1:
+        program_funcs = {"main": next(iter(program_funcs.values()))}
+    first_offsets = None
+    for fname, func in program_funcs.items():
+        ops = list(func.operations)
+        hist[fname] = dict(sorted(collections.Counter(op.op_type for op in ops).items()))
+        for op_type in expected["functions"].get(fname, {}).get("ops", []):
+            if op_type not in hist[fname]:
+                problems.append(f"{fname} has no {op_type} op")
+        has_dequant = any(t in hist[fname] for t in DEQUANT_OPS)
+        if has_dequant != (quant in ("int8", "int4")):
+            problems.append(f"{fname}: dequantize ops {'present' if has_dequant else 'missing'} for {quant}")
+        found, tables = {}, 0
+        for op in ops:
+            if op.op_type not in ("const",) + DEQUANT_OPS or op.outputs[0].rank < 1:
+                continue
+            base = _base_name(op.outputs[0].name)
+            if base not in refs:
+                continue
+            if op.op_type == "const" and any(c.op_type in DEQUANT_OPS for c in op.outputs[0].child_ops):
+                continue                                      # the quantized data feeding a dequantize op
+            found[base] = op
+            if list(op.outputs[0].shape) == list(expected["table_shape"]):
+                tables += 1
+        # every matrix of the model once, and the item table not stored twice
+        tables += sum(1 for op in ops if op.op_type == "const" and op.outputs[0].rank == 2
+                      and op.outputs[0].shape[0] in (expected["table_shape"][0] - 1,)
+                      and op.outputs[0].shape[1] == expected["table_shape"][1])
+        if tables != 1:
+            problems.append(f"{fname}: item table stored {tables} times (expected once)")
+        missing = sorted(set(n for n in refs if n == "dw_items_weight" or fname != "main" or True) - set(found))
+        if missing:
+            problems.append(f"{fname}: weights not found: {', '.join(missing[:3])}")
+        for base, op in found.items():
+            ref = refs[base]
+            if op.op_type == "const":
+                stored = types.builtin_to_string(op.outputs[0].dtype)
+                got = np.asarray(op.outputs[0].val, dtype=np.float64)
+            else:
+                stored = types.builtin_to_string(op.data.dtype)
+                got = np.asarray(op.materialized_val_inference(), dtype=np.float64)
+            dtypes[stored] += 1
+            if stored != want_dtype:
+                problems.append(f"{fname} {base} is stored as {stored}, expected {want_dtype}")
+                continue
+            if got.shape != ref.shape:
+                problems.append(f"{fname} {base} has shape {list(got.shape)}, PyTorch {list(ref.shape)}")
+                continue
+            err = np.abs(got - ref.astype(np.float64))
+            bound = _dequant_bound(quant, op, ref, got)
+            max_err = max(max_err, float(err.max()))
+            worst = max(worst, float((err / bound).max()))
+            if (err > bound).any():
+                i = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+                problems.append(f"{fname} {base}{list(i)} dequantizes to {got[i]:.6g}, PyTorch {ref[i]:.6g} "
+                                f"(|diff| {err[i]:.2e} > {quant} bound {bound[i]:.2e})")
+        # weights shared between functions: the same blobs at the same offsets
+        offs = sorted(v for k, v in offsets.get(fname, {}).items() if _base_name(k.replace("_quantized_data_0", "").replace("_quantized_scale_0", "")) in refs)
+        if first_offsets is None:
+            first_offsets = offs
+        elif offs != first_offsets:
+            shared_ok = False
+    if len(program_funcs) > 1 and not shared_ok:
+        problems.append("prefill and step do not share their weights")
+
+    # -- sizes
+    files = [p for p in path.rglob("*") if p.is_file()]
+    sizes = {"total_bytes": sum(p.stat().st_size for p in files),
+             "weights_bytes": sum(p.stat().st_size for p in files if p.parent.name == "weights"),
+             "spec_bytes": sum(p.stat().st_size for p in files if p.suffix == ".mlmodel")}
+    if sizes["weights_bytes"] == 0:
+        problems.append("no weights file")
+
+    if problems:
+        more = f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""
+        raise UserError(f"Core ML package {path.name} failed structural validation: {'; '.join(problems[:2])}{more}")
+    return {"spec_version": spec.specificationVersion, "min_target": expected["min_target"],
+            "opset": sorted({f.opset_version for f in prog.functions.values()} - {None}) and
+                     str(sorted({str(f.opset_version) for f in prog.functions.values()})),
+            "io": io_facts, "op_histogram": hist, "weight_dtypes": dict(dtypes),
+            "weights_checked": len(refs), "max_dequant_abs_error": max_err,
+            "max_dequant_error_vs_bound": round(worst, 4), "shared_weights": len(program_funcs) > 1 and shared_ok,
+            "sizes": sizes}
+
+
+# -- macOS only: the stateful step against eager -------------------------------------------------------------
+def stateful_chain_parity(dw: DeployableWidth, path: Path, items: list[int]) -> dict:
+    """Feed `items` one by one through the stateful package (state kept in MLState) and through eager
+    step(); report the top-K overlap and score difference. Needs the Core ML runtime (macOS)."""
+    ct = import_coremltools()
+    model = ct.models.MLModel(str(path))
+    state, ref_state = model.make_state(), dw.zero_state()
+    worst_diff, overlaps = 0.0, []
+    for item in items:
+        out = model.predict({"item_id": np.array([item], dtype=np.int32)}, state=state)
+        with torch.no_grad():
+            s, i, ref_state = dw.step(torch.tensor([item]), ref_state)
+        worst_diff = max(worst_diff, float(np.abs(out["top_scores"] - s.numpy()).max()))
+        overlaps.append(len(set(out["top_ids"].astype(int).tolist()) & set(i.tolist())) / len(i))
+    return {"steps": len(items), "max_abs_diff": worst_diff, "min_topk_overlap": float(min(overlaps))}
+
+
+@register("coreml")
+class CoremlExporter(Exporter):
+    quantizations = ("fp32", "fp16", "int8", "int4")
+    default_quants = ("fp16", "int8")
+    runs_here = sys.platform == "darwin"
+    not_runnable_reason = "Core ML executes only on macOS"
+
+    def export(self, dw, quant, out_dir, options):
+        self.check_quant(quant)
+        extra = export_packages(dw, quant, Path(out_dir), bool(options.get("stateful")))
+        return {"tool_versions": _versions("coremltools"), "min_os": MIN_IOS, "extra": extra}
+
+    def validate(self, dw, quant, out_dir, entry):
+        out_dir = Path(out_dir)
+        checks = {PACKAGE: validate_package(out_dir / PACKAGE, expected_package(dw, quant))}
+        stateful = out_dir / STATEFUL_PACKAGE
+        if stateful.exists():
+            checks[STATEFUL_PACKAGE] = validate_package(stateful, expected_package(dw, quant, stateful=True))
+            if sys.platform == "darwin":  # the driver's gates cover prefill/step; this covers MLState
+                items = [int(i) for i in (np.arange(64) * 7 % dw.n_items) + 1]
+                checks[STATEFUL_PACKAGE]["chain_parity"] = stateful_chain_parity(dw, stateful, items)
+        return checks
+
+
+def _versions(*pkgs):
+    from .driver import tool_versions
+    return tool_versions(*pkgs)
