@@ -15,17 +15,15 @@ What is converted differs from `DeployableWidth` as written, for file size and s
   recipes quantize; a plain gather they skip and keep fp32) and scores `x @ E^T` over all rows with the
   padding column dropped after (`x @ E[1:]^T` is folded into a second copy of the table).
 - int8 is the converter's dynamic-range recipe (int8 weights, per channel = per item row for the table,
-  activations quantized per call). Measured on ML-100k width 64 against `quantize_item_table()` (the
-  int8 per-row table with explicit dequant): same Recall@10, but the explicit dequant casts the whole
-  table on every call (step ~40 us vs ~22 us) and is not smaller.
-- ai-edge-quantizer gives each signature its own copy of every quantized constant; byte-identical
-  buffers are merged again after conversion (`share_identical_buffers`), which halves int8/fp16 files.
+  activations quantized per call). Measured on ML-100k width 256 against `quantize_item_table()` (int8
+  per-row table with explicit dequant, linears still by the recipe): same Recall@10 (0.1050; eager
+  0.1029), file 1.5% larger (1.63 vs 1.60 MB: per-channel parameters), but step 50 us instead of 121 us,
+  because the explicit dequant casts the whole table on every call.
+- internal tensor names (debug strings) are dropped after conversion (`strip_tensor_names`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 import warnings
@@ -36,8 +34,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fmrlrec_edge.deploy import DeployableWidth, QuantizedItemTable
+from fmrlrec_edge.deploy import DeployableWidth
 from fmrlrec_edge.errors import UserError
+from fmrlrec_edge.runtime.litert import quiet_native_output
 
 from .base import Exporter, register
 
@@ -49,23 +48,7 @@ SIGNATURES = {
 }
 
 
-@contextlib.contextmanager
-def _quiet_fds():
-    """Silence C++ log lines written straight to fd 1/2 (absl/oneDNN banners at import, not errors)."""
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [devnull]:
-            os.close(fd)
-
-
-with _quiet_fds():   # an ImportError still propagates (get_exporter turns it into a one-line UserError)
+with quiet_native_output():   # an ImportError still propagates (get_exporter turns it into a one-line UserError)
     import litert_torch
     from ai_edge_litert import schema_py_generated as tfl
     from ai_edge_litert.tools import flatbuffer_utils
@@ -73,19 +56,13 @@ with _quiet_fds():   # an ImportError still propagates (get_exporter turns it in
 
 
 # -- the graph LiteRT converts ---------------------------------------------------------------------------
-def _embed(items, ids):
-    if isinstance(items, QuantizedItemTable):
-        return items.q[ids].float() * items.scale[ids][:, None]
-    return F.embedding(ids, items.weight)
+def _embed(dw: DeployableWidth, ids):
+    return F.embedding(ids, dw.items.weight)   # EMBEDDING_LOOKUP: the int8/fp16 recipes quantize it (not a gather)
 
 
 def _top(dw: DeployableWidth, x_last):
     """top-K over items 1..N, scoring against the whole table and dropping padding after; x_last: [1, m]."""
-    items = dw.items
-    if isinstance(items, QuantizedItemTable):
-        scores = (x_last @ items.q.float().T) * items.scale
-    else:
-        scores = x_last @ items.weight.T
+    scores = x_last @ dw.items.weight.T
     top_scores, idx = torch.topk(scores[0, 1:], dw.top_k)
     return top_scores, idx + 1
 
@@ -98,7 +75,7 @@ class LitertStep(nn.Module):
         self.dw = dw
 
     def forward(self, item_id, state):
-        x = _embed(self.dw.items, item_id)                                   # [1, m]
+        x = _embed(self.dw, item_id)                                   # [1, m]
         new_states = []
         for l, layer in enumerate(self.dw.layers):
             x, h_re, h_im = layer.step(x, state[l, 0], state[l, 1])
@@ -113,7 +90,7 @@ class LitertPrefillPadded(LitertStep):
     def forward(self, item_ids, length):
         T = item_ids.shape[0]
         mask = (torch.arange(T) >= T - length).to(torch.float32)            # 1 = real item
-        x = _embed(self.dw.items, item_ids)                                  # [T, m]
+        x = _embed(self.dw, item_ids)                                  # [T, m]
         states = []
         for layer in self.dw.layers:
             m = layer.m
@@ -147,11 +124,11 @@ def convert(dw: DeployableWidth, quant: str) -> bytes:
     step_kw = {"item_id": torch.tensor([1], dtype=torch.int64), "state": dw.zero_state()}
     prefill_kw = {"item_ids": example_hist, "length": torch.tensor([L], dtype=torch.int64)}
     quant_config = RECIPES[quant][1]()
-    old_progress = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    old_progress, old_disable = os.environ.get("LITERT_TORCH_SHOW_PROGRESS"), logging.root.manager.disable
     os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"      # one progress line per pass otherwise
     logging.disable(logging.WARNING)                    # "downcasts 64-bit model I/O" (handled by the runner)
     try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        with warnings.catch_warnings(), quiet_native_output():
             warnings.simplefilter("ignore")
             model = (litert_torch.signature("step", LitertStep(dw).eval(), sample_kwargs=step_kw)
                      .signature("prefill", LitertPrefillPadded(dw).eval(), sample_kwargs=prefill_kw)
@@ -161,7 +138,7 @@ def convert(dw: DeployableWidth, quant: str) -> bytes:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"LiteRT conversion of width {dw.m} {quant} failed: {msg}") from None
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(old_disable)
         if old_progress is None:
             os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
         else:
@@ -177,37 +154,26 @@ def _buffer_bytes(raw: bytes, buf) -> bytes:
     return b""
 
 
-def share_identical_buffers(raw: bytes, min_bytes: int = 1024) -> tuple[bytes, int]:
-    """Point every tensor at one copy of each distinct constant buffer; returns (model, buffers merged).
+def strip_tensor_names(raw: bytes, min_external: int = 1024) -> bytes:
+    """Drop the debug names of internal tensors (module paths, ~50-70 KB per model, a fixed cost that
+    quantization cannot shrink). Signature names and the names of I/O tensors stay; execution never
+    reads the others (`flatbuffer_utils.strip_strings` does the same but also drops the signatures).
 
-    Written the way ai-edge-quantizer writes large models: big buffers after the flatbuffer, 16-byte
-    aligned, located by offset/size; small ones inline. Tensors in different subgraphs (signatures) may
-    share a buffer: that is how the converter itself shares weights between signatures.
+    Re-written the way ai-edge-quantizer writes large models: buffers of `min_external` bytes or more
+    after the flatbuffer, 16-byte aligned, located by offset/size; small ones inline.
     """
     model = tfl.ModelT.InitFromPackedBuf(bytearray(raw), 0)
-    keep = {md.buffer for md in (model.metadata or [])} | set(model.metadataBuffer or [])
-    first, remap, payloads = {}, {}, {}
-    for i, buf in enumerate(model.buffers):
-        data = _buffer_bytes(raw, buf)
-        payloads[i] = data
-        if len(data) < min_bytes or i in keep:
-            continue
-        key = hashlib.sha256(data).digest()
-        if key in first:
-            remap[i] = first[key]
-        else:
-            first[key] = i
-    if not remap:
-        return raw, 0
-    for sg in model.subgraphs:
-        for t in sg.tensors:
-            t.buffer = remap.get(t.buffer, t.buffer)
+    for sd in model.signatureDefs or []:
+        keep = {t.tensorIndex for t in (sd.inputs or []) + (sd.outputs or [])}
+        for i, t in enumerate(model.subgraphs[sd.subgraphIndex].tensors):
+            if i not in keep:
+                t.name = None
     external = {}
     for i, buf in enumerate(model.buffers):
-        data = b"" if i in remap else payloads[i]
-        if len(data) >= min_bytes and i not in keep:
+        data = _buffer_bytes(raw, buf)
+        if len(data) >= min_external:
             external[i] = data
-            buf.data, buf.offset, buf.size = None, 1, 1     # placeholders, patched below (must be non-default)
+            buf.data, buf.offset, buf.size = None, 1, 1     # placeholders (non-default, so they are packed)
         else:
             buf.data = np.frombuffer(data, dtype=np.uint8).copy() if data else None
             buf.offset, buf.size = 0, 0
@@ -217,7 +183,7 @@ def share_identical_buffers(raw: bytes, min_bytes: int = 1024) -> tuple[bytes, i
     for i, data in external.items():
         flatbuffer_utils.update_packed_buffer(packed.Buffers(i), offset=len(out), size=len(data))
         out += data + bytes(-len(data) % 16)
-    return bytes(out), len(remap)
+    return bytes(out)
 
 
 def read_signatures(path: Path) -> dict:
@@ -266,13 +232,13 @@ class LitertExporter(Exporter):
 
     def export(self, dw, quant, out_dir, options):
         self.check_quant(quant)
-        data, merged = share_identical_buffers(convert(dw, quant))
         path = Path(out_dir) / MODEL_FILE
+        data = strip_tensor_names(convert(dw, quant))
         path.write_bytes(data)   # out_dir is the driver's staging folder: it is renamed into place atomically
         return {"tool_versions": _versions("litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
                 "extra": {"file": MODEL_FILE, "signatures": read_signatures(path),
                           "quant_recipe": RECIPES[quant][0], "prefill_scan": "log-step (Hillis-Steele)",
-                          "buffers_merged": merged}}
+                          "tensor_names": "stripped (all but signature I/O)"}}
 
     def validate(self, dw, quant, out_dir, entry):
         """Structure only: both signatures with the names and shapes the runner feeds, weight dtypes."""

@@ -9,6 +9,10 @@ ids as int32: inputs are cast to the dtype each signature declares and ids come 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 
 from fmrlrec_edge.errors import UserError
@@ -17,6 +21,27 @@ from .base import Runner, StepOutput, register
 
 STEP_IN, STEP_OUT = ("item_id", "state"), ("top_scores", "top_ids", "next_state")
 PREFILL_IN, PREFILL_OUT = ("item_ids", "length"), ("top_scores", "top_ids", "state")
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Silence what native code writes straight to fd 1/2 (e.g. "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU."); Python exceptions still carry every error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
 
 
 def interpreter_class():
@@ -40,6 +65,8 @@ class LitertRunner(Runner):
         path = self.file(".tflite")
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
+            with quiet_native_output():   # applies the XNNPACK delegate (and logs that it did)
+                self.interpreter.allocate_tensors()
             sigs = self.interpreter.get_signature_list()
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"LiteRT could not load {self.entry['id']} ({path.name}): "

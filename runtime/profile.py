@@ -161,6 +161,7 @@ def run_profile(req: ProfileRequest, console=None) -> tuple[list[dict], dict]:
     arts = select_artifacts(man, targets, req.dims)
     man.shared_path(SPLIT)                # the test split must be there (and intact) before any work
     out = Path(req.out) if req.out is not None else root / "report"
+    report.prepare(out)
     absent = [t for t in targets if not any(a["target"] == t for a in man.artifacts)]
     if absent:
         console.print(f"[yellow]no {', '.join(absent)} artifacts in {root}: nothing to profile for them")

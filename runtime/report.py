@@ -15,6 +15,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from fmrlrec_edge.errors import UserError
 from fmrlrec_edge.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 # one colour and marker per target, stable across reports
@@ -63,6 +64,8 @@ def machine_info(cores: list[int] | None = None) -> dict:
         info["usable_cores"] = len(os.sched_getaffinity(0))
     if cores:
         info["pinned_cores"] = cores
+    if hasattr(os, "getloadavg"):   # other work on the host shows up in the tails (p95/p99): say how busy it was
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
     try:
         with open("/proc/meminfo") as f:
             kb = int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1])
@@ -128,7 +131,9 @@ def markdown(rows: list[dict], req, machine: dict, plots: list[Path]) -> str:
     lines += ["## Machine and run", "",
               f"- CPU: {machine['cpu']}; {machine['logical_cores']} logical cores"
               + (f", {machine['usable_cores']} usable by this process" if "usable_cores" in machine else "")
-              + (f"; {machine['memory_gb']} GB RAM" if "memory_gb" in machine else ""),
+              + (f"; {machine['memory_gb']} GB RAM" if "memory_gb" in machine else "")
+              + (f"; load average (1 min) when the report was written: {machine['load_average_1m']}"
+                 if "load_average_1m" in machine else ""),
               f"- device profile: {req.device_profile or 'none (no core pinning)'}"
               + (f" → pinned to core(s) {','.join(map(str, machine['pinned_cores']))}" if machine.get("pinned_cores") else ""),
               f"- OS: {machine['os']}; Python {machine['python']}",
@@ -273,11 +278,19 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
 
 
 # -- everything ---------------------------------------------------------------------------------------------
+def prepare(out: Path) -> None:
+    """Create the report folder up front (a bad --out must fail before minutes of profiling)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("quality_vs_step_latency.png", "quality_vs_size.png"):
+            (out / stale).unlink(missing_ok=True)   # a plot with no points this time must not survive a last run
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+
+
 def write_report(rows: list[dict], out: Path, req, machine: dict) -> dict:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("quality_vs_step_latency.png", "quality_vs_size.png"):
-        (out / stale).unlink(missing_ok=True)   # a plot with no points this time must not survive from a last run
+    prepare(out)
     plots = write_plots(rows, out)
     atomic_write_json(out / "report.json", rows)
     atomic_write_text(out / "report.md", markdown(rows, req, machine, plots))
