@@ -299,7 +299,7 @@ def _blob_offsets(spec, refs) -> dict[str, dict[str, int]]:
         offs = {}
         for block in func.block_specializations.values():
             for op in block.operations:
-                name = op.outputs[0].name
+                name = op.outputs[0].name if op.outputs else ""
                 if _weight_base(name) not in refs:
                     continue
                 if op.type == "const" and op.attributes["val"].HasField("blobFileValue"):

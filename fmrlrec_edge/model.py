@@ -46,19 +46,17 @@ class NestedLinear(nn.Module):
             nn.init.normal_(w, std=1.0 / math.sqrt(w.shape[1]))
 
     def forward(self, x):  # x: [..., D] -> [..., D]
-        out = [F.linear(x[..., :w.shape[1]], w, None if self.biases is None else b)
-               for w, b in zip(self.weights, self.biases if self.biases is not None else [None] * len(self.weights))]
-        return torch.cat(out, dim=-1)
+        # one dense matmul with the block lower-triangular matrix beats K small ones on sliced (copied)
+        # inputs; the zeros above the diagonal are constants, so they get no gradient
+        W, b = self.dense()
+        return F.linear(x, W, b if self.biases is not None else None)
 
     def dense(self, m: int | None = None):
         """The equivalent dense [m, m] weight (zeros above the block diagonal) and bias [m]."""
         m = m or self.widths[-1]
-        W = torch.zeros(m, m, dtype=self.weights[0].dtype, device=self.weights[0].device)
-        for (lo, hi), w in zip(chunk_bounds(self.widths), self.weights):
-            if hi > m:
-                break
-            W[lo:hi, :hi] = w
-        b = torch.cat(list(self.biases))[:m] if self.biases is not None else torch.zeros(m)
+        rows = [F.pad(w, (0, m - w.shape[1])) for w in self.weights if w.shape[1] <= m]
+        W = torch.cat(rows, dim=0)
+        b = torch.cat(list(self.biases))[:m] if self.biases is not None else W.new_zeros(m)
         return W, b
 
 
@@ -92,6 +90,25 @@ def lambda_powers(nu_log, theta_log, T: int):
     mod = torch.exp(-k * torch.exp(nu_log))
     ang = k * torch.exp(theta_log)
     return mod * torch.cos(ang), mod * torch.sin(ang)
+
+
+def lru_scan_doubling(u_re, u_im, nu_log, theta_log):
+    """Parallel form of h_t = lambda h_{t-1} + u_t (h_0 = 0) by recursive doubling (paper-notes §1).
+
+    After pass k, h_t = sum_{s = t-2^k+1..t} lambda^{t-s} u_s; pass k adds lambda^(2^k) h_{t-2^k}.
+    ceil(log2 T) passes of elementwise work on [B, T, D]: O(T D log T), no T x T kernel.
+    """
+    h_re, h_im = u_re, u_im
+    T, shift = u_re.shape[1], 1
+    while shift < T:
+        mod = torch.exp(-shift * torch.exp(nu_log))                 # |lambda|^shift, [D]
+        ang = shift * torch.exp(theta_log)
+        p_re, p_im = mod * torch.cos(ang), mod * torch.sin(ang)
+        prev_re = F.pad(h_re[:, :-shift], (0, 0, shift, 0))         # h_{t - shift}, zeros before t = 0
+        prev_im = F.pad(h_im[:, :-shift], (0, 0, shift, 0))
+        h_re, h_im = h_re + p_re * prev_re - p_im * prev_im, h_im + p_re * prev_im + p_im * prev_re
+        shift *= 2
+    return h_re, h_im
 
 
 def lru_scan_kernel(u_re, u_im, pow_re, pow_im):
@@ -143,8 +160,7 @@ class LRU(nn.Module):
 
     def forward(self, x, mask=None):  # x: [B, T, D] -> y: [B, T, D], final state (h_re, h_im): [B, D]
         u_re, u_im = self.inputs(x, mask)
-        pow_re, pow_im = lambda_powers(self.nu_log, self.theta_log, x.shape[1])
-        h_re, h_im = lru_scan_kernel(u_re, u_im, pow_re, pow_im)
+        h_re, h_im = lru_scan_doubling(u_re, u_im, self.nu_log, self.theta_log)
         return self.output(h_re, h_im), (h_re[:, -1], h_im[:, -1])
 
     def step(self, x, h_re, h_im):  # one item: x [B, D], state [B, D] each
@@ -226,6 +242,18 @@ class FMRLRec(nn.Module):
         s = x[..., :m] @ E[:, :m].T
         s[..., 0] = float("-inf")
         return s
+
+    def width_logits(self, x, E):
+        """Training logits over real items 1..N at every width, [P, N] each (column j = item j+1).
+
+        Per-chunk partial products summed cumulatively: one pass over the item table for all widths.
+        """
+        out, acc = {}, None
+        for lo, hi in chunk_bounds(self.cfg.widths):
+            part = x[:, lo:hi] @ E[1:, lo:hi].T
+            acc = part if acc is None else acc + part
+            out[hi] = acc
+        return out
 
     def all_width_scores(self, x, E=None):
         """Scores at every width from per-chunk partial products summed cumulatively: {m: [..., N+1]}.

@@ -72,8 +72,8 @@ def nested_loss(model: FMRLRec, inp, tgt, weights) -> tuple[torch.Tensor, dict[i
     keep = tgt > 0
     xs, ys = x[keep], tgt[keep]                           # [P, D], [P]: only real positions
     total, parts = 0.0, {}
-    for (m, logits), w in zip(model.all_width_scores(xs, E).items(), weights):
-        ce = F.cross_entropy(logits.float(), ys)
+    for (m, logits), w in zip(model.width_logits(xs, E).items(), weights):
+        ce = F.cross_entropy(logits.float(), ys - 1)        # column j scores item j + 1
         total = total + w * ce
         parts[m] = float(ce.detach())
     return total, parts

@@ -161,3 +161,13 @@ def test_recommend_cli(litert_export):
                                    "--history", "3,6,9", "--top", "5"])
     assert res.exit_code == 0, res.output
     assert "litert-d32-fp32" in res.output and "Toy item" in res.output
+
+
+def test_missing_runtime_is_a_clear_error(monkeypatch):
+    import sys
+
+    from fmrlrec_edge.runtime.litert import interpreter_class
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)   # None in sys.modules: ImportError
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    with pytest.raises(UserError, match="needs ai-edge-litert"):
+        interpreter_class()
