@@ -24,6 +24,7 @@ import contextlib
 import copy
 import io
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -161,8 +162,6 @@ def convert_step(ct, dw: DeployableWidth, quant: str):
                      ct.TensorType(name="next_state", dtype=np.float32)])
 
 
-
-
 def convert_stateful_step(ct, dw: DeployableWidth, quant: str):
     L, m = dw.n_layers, dw.m
     with quiet(), torch.no_grad():
@@ -223,9 +222,19 @@ def export_packages(dw: DeployableWidth, quant: str, out_dir: Path, stateful: bo
     if stateful:
         quantize(ct, convert_stateful_step(ct, cdw, quant), quant, dw.m).save(str(out_dir / STATEFUL_PACKAGE))
         extra["stateful"] = {"package": STATEFUL_PACKAGE, "input": "item_id", "state": STATEFUL_STATE,
-                             "state_dtype": "float16",
-                             "state_shape": [dw.n_layers, 2, dw.m], "min_os": MIN_IOS}
+                             "state_dtype": "float16", "state_shape": [dw.n_layers, 2, dw.m], "min_os": MIN_IOS}
+    _plain_file_modes(out_dir)
     return extra
+
+
+def _plain_file_modes(folder: Path) -> None:
+    """coremltools writes model.mlmodel through a temp file (mode 0600): give every file the mode a plain
+    open() would, so other users (an app build, a web server) can read the export."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in folder.rglob("*"):
+        if f.is_file():
+            os.chmod(f, 0o666 & ~mask)
 
 
 def _weights_note(quant):
@@ -259,6 +268,7 @@ def expected_package(dw: DeployableWidth, quant: str, stateful: bool = False) ->
             "step": {"inputs": {"item_id": ("int32", [1]), STATE: ("float32", [L, 2, m])},
                      "outputs": {**top, "next_state": ("float32", [L, 2, m])}, "ops": ["gather", "linear", "topk"]},
         }
+    # iOS18 = Core ML specification version 9 = MIL opset CoreML8
     return {"spec_version": 9, "opset": "CoreML8", "min_target": MIN_IOS, "functions": functions, "quant": quant,
             "weights": reference_weights(dw), "n_items": dw.n_items, "width": m}
 

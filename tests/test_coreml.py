@@ -2,6 +2,7 @@
 structural validation recorded in the manifest, the validator catching broken packages, and the runner's
 refusal off macOS. (Prediction needs macOS: here nothing executes a package, and the manifest says so.)"""
 
+import os
 import shutil
 import sys
 
@@ -18,6 +19,12 @@ from fmrlrec_edge.manifest import Manifest
 from fmrlrec_edge.runtime import open_runner
 
 OFF_MACOS = sys.platform != "darwin"
+
+
+def umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,8 @@ def test_manifest_records_structure_and_not_run(coreml_export):
         assert {f"{PACKAGE}/Manifest.json", f"{PACKAGE}/Data/com.apple.CoreML/model.mlmodel",
                 f"{PACKAGE}/Data/com.apple.CoreML/weights/weight.bin"} <= names
         assert (STATEFUL_PACKAGE + "/Manifest.json" in names) == (a["quantization"] in ("fp16", "int8"))
+        for f in a["files"]:                                   # readable like any file open() writes
+            assert (coreml_export / f["path"]).stat().st_mode & 0o444 == 0o444 & ~umask()
         assert a["min_os"] == "iOS18" and a["extra"]["min_macos"] == "macOS15"
         s = a["checks"]["structure"][PACKAGE]
         assert s["spec_version"] == 9 and s["opset"] == "CoreML8" and s["shared_weights"] is True
