@@ -39,8 +39,12 @@ def test_ml100k_short_run_learns_and_beats_popularity(tmp_path):
     assert cfg["model"]["widths"] == [8, 16, 32] and model.cfg.n_items == 1682
 
 
+ENV1 = {**os.environ, "OMP_NUM_THREADS": "1"}   # one thread count for every run: same float reduction order
+
+
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "fmrlrec_edge.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "fmrlrec_edge.cli", *args], capture_output=True, text=True,
+                          env=ENV1, **kw)
 
 
 def _train_args(data: Path, out: Path, epochs=4):
@@ -53,9 +57,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     ref = _cli(*_train_args(data, tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr[-2000:]
     # same run, killed with SIGKILL once the first epoch is committed
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "fmrlrec_edge.cli", *_train_args(data, tmp_path / "run")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV1)
     progress = tmp_path / "run" / "resume" / "progress.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
