@@ -23,7 +23,6 @@ import collections
 import contextlib
 import copy
 import io
-import logging
 import os
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import torch.nn as nn
 
 from fmrlrec_edge.deploy import DeployableWidth, ItemTable
 from fmrlrec_edge.errors import UserError
+from fmrlrec_edge.runtime.coreml import import_coremltools  # shared with the runner (runtime never imports export)
 
 from .base import Exporter, register
 
@@ -51,26 +51,6 @@ DEQUANT_OP = "constexpr_blockwise_shift_scale"   # iOS18 weight dequantization (
 
 
 # -- coremltools, quietly --------------------------------------------------------------------------------
-def import_coremltools():
-    """coremltools on Linux logs that torch 2.13 is untested and that its macOS-only runtime proxy is
-    missing; torchao (which it imports) logs missing CUDA kernels. None of it matters here."""
-    loggers = [logging.getLogger(n) for n in ("coremltools", "torchao", "torch.utils._pytree")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import coremltools as ct
-    except ImportError:
-        raise UserError("the coreml target needs coremltools: pip install coremltools==9.0") from None
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-    return ct
-
-
-@contextlib.contextmanager
 def quiet():
     """The converter draws progress bars on stderr and warns per op: keep the user's terminal readable
     (errors still propagate as exceptions)."""

@@ -22,11 +22,13 @@ from .base import Runner, StepOutput, register
 COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu_gpu": "CPU_AND_GPU", "cpu_ne": "CPU_AND_NE"}
 
 
-def _import_coremltools():
-    # coremltools logs that this torch is untested and, off macOS, that its runtime proxy is missing
-    lg = logging.getLogger("coremltools")
-    level = lg.level
-    lg.setLevel(logging.ERROR)
+def import_coremltools():
+    """coremltools on Linux logs that torch 2.13 is untested and that its macOS-only runtime proxy is
+    missing; torchao (which it imports) logs missing CUDA kernels. None of it matters here."""
+    loggers = [logging.getLogger(n) for n in ("coremltools", "torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -34,7 +36,8 @@ def _import_coremltools():
     except ImportError:
         raise UserError("the coreml target needs coremltools: pip install coremltools==9.0") from None
     finally:
-        lg.setLevel(level)
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
     return ct
 
 
@@ -53,7 +56,7 @@ class CoremlRunner(Runner):
         if sys.platform != "darwin":
             raise UserError(f"Core ML executes only on macOS (this host is {platform.system()}); the package "
                             "was validated structurally at export — use --target onnx/executorch/litert to run here")
-        ct = _import_coremltools()
+        ct = import_coremltools()
         extra = self.entry.get("extra", {})
         package = extra.get("package", "fmrlrec.mlpackage")
         self.state_name = extra.get("io_names", {}).get("state", "hidden_state")

@@ -6,7 +6,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from fmrlrec_edge.errors import UserError
 

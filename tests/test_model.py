@@ -1,6 +1,5 @@
 """The model's defining properties: nested slicing is exact, parallel == recurrent, prefill/step agree."""
 
-import numpy as np
 import pytest
 import torch
 
