@@ -51,6 +51,7 @@ DEQUANT_OP = "constexpr_blockwise_shift_scale"   # iOS18 weight dequantization (
 
 
 # -- coremltools, quietly --------------------------------------------------------------------------------
+@contextlib.contextmanager
 def quiet():
     """The converter draws progress bars on stderr and warns per op: keep the user's terminal readable
     (errors still propagate as exceptions)."""
