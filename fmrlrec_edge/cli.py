@@ -28,12 +28,12 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder to create (checkpoint, config, metrics).")] = Path("runs/default"),
     widths: Annotated[str, typer.Option(help="Nested widths, strictly increasing; the last is the full width D.")] = "8,16,32,64,128,256",
     layers: Annotated[int, typer.Option(help="Number of LRU blocks (paper best: 2).")] = 2,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation NDCG@10 may end sooner).")] = 40,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation NDCG@10 may end sooner).")] = 30,
     batch_size: Annotated[int, typer.Option(help="Training windows per batch.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, linear warm-up then cosine).")] = 3e-3,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings, FFN and residual branches.")] = 0.3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not applied to 1-d parameters).")] = 0.01,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation NDCG@10.")] = 5,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation NDCG@10.")] = 4,
     max_len: Annotated[int, typer.Option(help="Longest history the model reads (older items are dropped).")] = 50,
     r_min: Annotated[float, typer.Option(help="Smallest initial |lambda| of the LRU.")] = 0.0,
     r_max: Annotated[float, typer.Option(help="Largest initial |lambda| of the LRU.")] = 0.1,
@@ -201,7 +201,7 @@ def profile(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the run, the exports and the report.")] = Path("demo"),
-    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 40,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 30,
     force: Annotated[bool, typer.Option("--force", help="Start over if the folder exists.")] = False,
 ):
     """Train on ML-100k, export every width to every target, profile, print where the report is."""

