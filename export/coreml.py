@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fmrlrec_edge.deploy import DeployableWidth, ItemTable
+from fmrlrec_edge.deploy import DeployableWidth, ItemTable, PrefillModule, StepModule
 from fmrlrec_edge.errors import UserError
 from fmrlrec_edge.runtime.coreml import import_coremltools  # shared with the runner (runtime never imports export)
 
@@ -62,36 +62,14 @@ def quiet():
 
 
 # -- the modules that get traced ---------------------------------------------------------------------------
-class FullTableScore(ItemTable):
-    """Scores against the whole table and drops the padding column afterwards. Same numbers as
-    `ItemTable.score`, but the converter then sees the very tensor the lookup uses (a `linear` on it)
-    instead of a sliced copy that constant folding would store a second time."""
-
-    def score(self, x):
-        return (x @ self.weight.T)[:, 1:]
-
-
-class Prefill(nn.Module):
-    def __init__(self, dw: DeployableWidth):
-        super().__init__()
-        self.dw = dw
-
-    def forward(self, item_ids):
-        return self.dw.prefill(item_ids)
-
-
-class Step(Prefill):
-    def forward(self, item_id, state):
-        return self.dw.step(item_id, state)
-
-
-class StatefulStep(Prefill):
+class StatefulStep(nn.Module):
     """step() with the state in a buffer that Core ML turns into a `StateType`. The buffer is updated by
     slice assignment: that is what the converter maps to a state write (`copy_` does not convert).
     Core ML states are fp16 only, so the buffer is fp16 and the step itself runs at the model's precision."""
 
     def __init__(self, dw: DeployableWidth):
-        super().__init__(dw)
+        super().__init__()
+        self.dw = dw
         self.register_buffer(STATEFUL_STATE, dw.zero_state().half())
 
     def forward(self, item_id):
@@ -105,7 +83,6 @@ def coreml_width(dw: DeployableWidth) -> DeployableWidth:
     dw = copy.deepcopy(dw)
     if type(dw.items) is not ItemTable:
         raise UserError("the coreml exporter expects the fp32 item table (it quantizes the table itself)")
-    dw.items = FullTableScore(dw.items.weight)
     return dw.eval()
 
 
@@ -120,7 +97,7 @@ def _precision(ct, quant):
 
 def convert_prefill(ct, dw: DeployableWidth, quant: str):
     with quiet(), torch.no_grad():
-        traced = torch.jit.trace(Prefill(dw).eval(), (_example_history(dw),))
+        traced = torch.jit.trace(PrefillModule(dw).eval(), (_example_history(dw),))
         return ct.convert(
             traced, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
             compute_precision=_precision(ct, quant),
@@ -133,7 +110,7 @@ def convert_prefill(ct, dw: DeployableWidth, quant: str):
 def convert_step(ct, dw: DeployableWidth, quant: str):
     L, m = dw.n_layers, dw.m
     with quiet(), torch.no_grad():
-        traced = torch.jit.trace(Step(dw).eval(), (torch.tensor([1]), dw.zero_state()))
+        traced = torch.jit.trace(StepModule(dw).eval(), (torch.tensor([1]), dw.zero_state()))
         return ct.convert(
             traced, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
             compute_precision=_precision(ct, quant),
@@ -245,7 +222,7 @@ def expected_package(dw: DeployableWidth, quant: str, stateful: bool = False) ->
     else:
         functions = {
             "prefill": {"inputs": {"item_ids": ("int32", [T], (1, T))}, "outputs": {**top, STATE: ("float32", [L, 2, m])},
-                        "ops": ["gather", "linear", "topk", "range_1d"]},
+                        "ops": ["gather", "linear", "topk", "concat"]},
             "step": {"inputs": {"item_id": ("int32", [1]), STATE: ("float32", [L, 2, m])},
                      "outputs": {**top, "next_state": ("float32", [L, 2, m])}, "ops": ["gather", "linear", "topk"]},
         }

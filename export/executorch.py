@@ -5,16 +5,19 @@ Recipes (all through the same path; only the weight format of the linears change
   fp32  every matrix fp32.
   int8  8da8w: int8 per-channel weights, activations quantized per call (torchao
         `Int8DynamicActivationIntxWeightConfig`, run by XNNPACK's qd8-f32-qc8w GEMMs); the item table too.
-  int4  8da4w: 4-bit weights in groups of 32 (or the width, when smaller), same dynamic activations.
+  int4  8da4w: 4-bit weights in groups of 32, same dynamic activations. XNNPACK takes only groups that are
+        multiples of 32 (a smaller group, or per channel on fewer than 32 inputs, fails to lower), so int4
+        exists from width 32 up.
 
 The item table. XNNPACK has no gather, so the lookup of input items runs on ExecuTorch's portable
 kernels while the scoring matmul [1, m] x [m, N+1] (most of a step's work) runs in XNNPACK. A constant
 used both inside and outside a delegate is stored twice, so the table is held twice on purpose: a gather
 copy (fp32, or int8 with one scale per row for the quantized recipes) and the scorer's GEMM weights
-(fp32 / int8 / int4). Tied to one portable copy instead, every step slices and transposes the whole
-table and scores it with the portable matmul: measured on /tmp/runs/a d256, step 252 us instead of ~70 us
-(fp32), and ~1 ms for int8 (the per-call int8 -> fp32 conversion of the table). The scorer
-covers all N+1 rows and drops row 0 afterwards (a slice of the constant would be copied every call).
+(fp32 / int8 / int4). Measured on /tmp/runs/a d256 (1 thread, method execute): one tied portable copy
+makes the fp32 file 5.7 MB instead of 7.4 MB, but every step then slices, transposes and scores the
+whole table on portable kernels: 252 us instead of 116 us, and for int8 ~1.1 ms instead of 70 us (the
+per-call int8 -> fp32 conversion of the table). The scorer covers all N+1 rows and drops row 0
+afterwards (a slice of the constant would be copied on every call).
 
 The kernel of `DeployLayer.sequence` is built so XNNPACK can take it (views with one dynamic dim each;
 an embedding lookup for lambda^(t-s)), so fp32 here matches eager PyTorch to ~1e-6.
@@ -80,11 +83,12 @@ def prepare(dw: DeployableWidth, quant: str) -> DeployableWidth:
     if quant in ("int8", "int4"):
         from torchao.quantization.granularity import PerAxis, PerGroup
         from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig, quantize_
-        if quant == "int8":
-            config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
-        else:  # every linear reads m or 2m inputs; widths are powers of two, so min(32, m) divides both
-            config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
-                                                           weight_granularity=PerGroup(min(INT4_GROUP, dw.m)))
+        # hqq_scale_only: scales searched to minimise the weight error, as ExecuTorch's own LLM recipes do
+        # (`extension.llm.export.quantize`); on /tmp/runs/a it held Recall@10 where min/max scales lost 4%
+        # at d64 int4
+        bits, granularity = (torch.int8, PerAxis(0)) if quant == "int8" else (torch.int4, PerGroup(INT4_GROUP))
+        config = Int8DynamicActivationIntxWeightConfig(weight_dtype=bits, weight_granularity=granularity,
+                                                       intx_choose_qparams_algorithm="hqq_scale_only")
         with torch.no_grad():
             quantize_(dw, config, filter_fn=lambda mod, fqn: isinstance(mod, nn.Linear))
     return dw.eval()
@@ -95,11 +99,12 @@ def _quiet():
     """torch.export / executorch / torchao print warnings and progress per call: keep the terminal readable."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
+        before = logging.root.manager.disable
+        logging.disable(max(before, logging.WARNING))
         try:
             yield
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(before)
 
 
 def lower(dw: DeployableWidth, etrecord: bool = False):
@@ -141,18 +146,25 @@ class ExecutorchExporter(Exporter):
     def export(self, dw, quant, out_dir, options):
         from fmrlrec_edge.runtime.executorch import memory_summary
         self.check_quant(quant)
+        if quant == "int4" and dw.m % INT4_GROUP:
+            raise UserError(f"executorch int4 needs width >= {INT4_GROUP} (XNNPACK's 4-bit groups are multiples "
+                            f"of {INT4_GROUP}); width {dw.m} has int8 and fp32")
         want_etrecord = bool(options.get("etdump"))
         try:
             with _quiet():
                 prog, ops = lower(prepare(dw, quant), etrecord=want_etrecord)
         except ImportError as exc:
             raise UserError(f"the executorch target needs executorch and torchao ({exc}); run `make install`") from None
+        except Exception as exc:  # an op or shape XNNPACK/ExecuTorch refuses; skip this artifact, say why
+            msg = str(exc).strip().splitlines()
+            raise UserError(f"ExecuTorch could not lower d{dw.m} {quant}: {type(exc).__name__}: "
+                            f"{msg[0] if msg else ''}") from exc
         pte = bytes(prog.buffer)
         atomic_write_bytes(Path(out_dir) / PTE_NAME, pte)
         extra = {
             "backend": "XnnpackBackend",
             "recipe": {"fp32": "fp32", "int8": "8da8w (int8 per-channel weights, dynamic int8 activations)",
-                       "int4": f"8da4w (int4 weights, groups of {min(INT4_GROUP, dw.m)}, dynamic int8 activations)"}[quant],
+                       "int4": f"8da4w (int4 weights in groups of {INT4_GROUP}, dynamic int8 activations)"}[quant],
             "item_table": ("gather copy " + ("int8 per-row" if quant != "fp32" else "fp32")
                            + " (portable kernel) + scorer GEMM weights in XNNPACK"),
             "ops": ops,

@@ -6,14 +6,12 @@ left-padded with 0 plus `length[1]` (padding is masked, so it changes nothing); 
 prefill="padded" and the runner pads for the caller. The converter downcasts int64 I/O to int32; the
 real signature dtypes are recorded in the entry's `extra` and the runner casts both ways.
 
-What is converted differs from `DeployableWidth` as written, for file size and speed, not for math:
-- the recurrence over the padded history is a log-step (Hillis-Steele) scan, h_t += lambda^k h_{t-k}
-  for k = 1, 2, 4, ... < max_len. The [T, T, m] decay kernel of `DeployLayer.sequence` is constant at a
-  fixed T, so the converter folds it into four T*T*m float tensors per layer: 2.6 MB of a 3.8 MB fp32
-  file at width 64. The scan needs only log2(T) lambda powers (already in `pow_re/pow_im`).
-- the item table is one constant for both uses: `F.embedding` (EMBEDDING_LOOKUP, which the int8/fp16
-  recipes quantize; a plain gather they skip and keep fp32) and scores `x @ E^T` over all rows with the
-  padding column dropped after (`x @ E[1:]^T` is folded into a second copy of the table).
+What is converted is `DeployableWidth` itself (its step and padded prefill, with named outputs). Two of
+its choices matter most here: the recurrence over a history is a log-step scan (a [T, T, m] decay kernel
+would be folded into T*T*m constants at a fixed T: 2.6 MB of a 3.8 MB fp32 file at width 64), and the item
+table is one constant used by `F.embedding` (EMBEDDING_LOOKUP, which the int8/fp16 recipes quantize; a plain
+gather they skip) and by `x @ E^T` with the padding column dropped after (`x @ E[1:]^T` would be folded into
+a second copy of the table).
 - int8 is the converter's dynamic-range recipe (int8 weights, per channel = per item row for the table,
   activations quantized per call). Measured on ML-100k width 256 against `quantize_item_table()` (int8
   per-row table with explicit dequant, linears still by the recipe): same Recall@10 (0.1050; eager
@@ -32,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from fmrlrec_edge.deploy import DeployableWidth
 from fmrlrec_edge.errors import UserError
@@ -56,17 +53,6 @@ with quiet_native_output():   # an ImportError still propagates (get_exporter tu
 
 
 # -- the graph LiteRT converts ---------------------------------------------------------------------------
-def _embed(dw: DeployableWidth, ids):
-    return F.embedding(ids, dw.items.weight)   # EMBEDDING_LOOKUP: the int8/fp16 recipes quantize it (not a gather)
-
-
-def _top(dw: DeployableWidth, x_last):
-    """top-K over items 1..N, scoring against the whole table and dropping padding after; x_last: [1, m]."""
-    scores = x_last @ dw.items.weight.T
-    top_scores, idx = torch.topk(scores[0, 1:], dw.top_k)
-    return top_scores, idx + 1
-
-
 class LitertStep(nn.Module):
     """`DeployableWidth.step` with named outputs (they become the signature's output names)."""
 
@@ -75,37 +61,16 @@ class LitertStep(nn.Module):
         self.dw = dw
 
     def forward(self, item_id, state):
-        x = _embed(self.dw, item_id)                                   # [1, m]
-        new_states = []
-        for l, layer in enumerate(self.dw.layers):
-            x, h_re, h_im = layer.step(x, state[l, 0], state[l, 1])
-            new_states.append(torch.stack([h_re, h_im]))
-        top_scores, top_ids = _top(self.dw, x)
-        return {"top_scores": top_scores, "top_ids": top_ids, "next_state": torch.stack(new_states)}
+        top_scores, top_ids, next_state = self.dw.step(item_id, state)
+        return {"top_scores": top_scores, "top_ids": top_ids, "next_state": next_state}
 
 
 class LitertPrefillPadded(LitertStep):
-    """`DeployableWidth.prefill_padded(item_ids[max_len] left-padded with 0, length[1])` as a log-step scan."""
+    """`DeployableWidth.prefill_padded(item_ids[max_len] left-padded with 0, length[1])`, named outputs."""
 
     def forward(self, item_ids, length):
-        T = item_ids.shape[0]
-        mask = (torch.arange(T) >= T - length).to(torch.float32)            # 1 = real item
-        x = _embed(self.dw, item_ids)                                  # [T, m]
-        states = []
-        for layer in self.dw.layers:
-            m = layer.m
-            u = layer.B(layer.ln(x, layer.ln1_w, layer.ln1_b)) * mask[:, None]   # [T, 2m]; zero at padding
-            h_re, h_im = u[:, :m], u[:, m:]
-            k = 1
-            while k < T:   # afterwards h_t = sum over the last 2k inputs of lambda^(t-s) u_s
-                a_re, a_im = layer.pow_re[k], layer.pow_im[k]
-                p_re, p_im = F.pad(h_re[:-k], (0, 0, k, 0)), F.pad(h_im[:-k], (0, 0, k, 0))   # h_{t-k}, 0 before 0
-                h_re, h_im = h_re + a_re * p_re - a_im * p_im, h_im + a_re * p_im + a_im * p_re
-                k *= 2
-            x = layer.ffn_residual(x + layer.C(torch.cat([h_re, h_im], dim=-1)))
-            states.append(torch.stack([h_re[-1], h_im[-1]]))
-        top_scores, top_ids = _top(self.dw, x[-1:])
-        return {"top_scores": top_scores, "top_ids": top_ids, "state": torch.stack(states)}
+        top_scores, top_ids, state = self.dw.prefill_padded(item_ids, length)
+        return {"top_scores": top_scores, "top_ids": top_ids, "state": state}
 
 
 # -- conversion ------------------------------------------------------------------------------------------

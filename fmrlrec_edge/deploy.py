@@ -40,10 +40,12 @@ class ItemTable(nn.Module):
         self.register_buffer("weight", E.detach().clone().contiguous())
 
     def embed(self, ids):        # ids: int64[n] -> [n, m]
-        return self.weight[ids]
+        # an embedding lookup, not a gather: the LiteRT/ExecuTorch recipes quantize it, and it is a row copy
+        return F.embedding(ids, self.weight)
 
     def score(self, x):          # x: [n, m] -> [n, N]
-        return x @ self.weight[1:].T
+        # score every row and drop padding after: `x @ E[1:]^T` makes converters store a second table copy
+        return (x @ self.weight.T)[:, 1:]
 
 
 class QuantizedItemTable(nn.Module):
@@ -89,10 +91,12 @@ class DeployLayer(nn.Module):
             self.C = _linear(torch.cat([Cr, -Ci], dim=1), cr)                                             # [m, 2m]
             self.W1, self.Wg, self.W2 = (_linear(*lin.dense(m)) for lin in (ffn.W1, ffn.Wg, ffn.W2))
             lam_re, lam_im = lambda_re_im(lru.nu_log, lru.theta_log)
+            self.shifts = [2 ** k for k in range(max(1, (max_len - 1).bit_length()))]    # 1, 2, 4, ... < max_len
             pow_re, pow_im = lambda_powers(lru.nu_log, lru.theta_log, max_len)
+            pow_re, pow_im = pow_re[self.shifts], pow_im[self.shifts]
         self.register_buffer("lam_re", lam_re.detach().clone())
         self.register_buffer("lam_im", lam_im.detach().clone())
-        self.register_buffer("pow_re", pow_re.detach().clone())   # [max_len, m]: lambda^k, k = 0..max_len-1
+        self.register_buffer("pow_re", pow_re.detach().clone())   # [log2 max_len, m]: lambda^shift per scan pass
         self.register_buffer("pow_im", pow_im.detach().clone())
         self.m = m
 
@@ -103,22 +107,24 @@ class DeployLayer(nn.Module):
         h = self.ln(x, self.ln2_w, self.ln2_b)
         return x + self.W2(F.silu(self.Wg(h)) * self.W1(h))
 
+    def scan(self, u_re, u_im):
+        """h_t = lambda h_{t-1} + u_t over a whole history by recursive doubling: pass k adds
+        lambda^shift_k h_{t - shift_k}. log2(max_len) passes of [T, m] work, one dynamic dim (what XNNPACK
+        and the converters accept), and only log2(max_len) rows of lambda powers stored."""
+        T = u_re.shape[0]
+        h_re, h_im = u_re, u_im
+        for k, shift in enumerate(self.shifts):
+            zeros = u_re.new_zeros(shift, self.m)
+            p_re, p_im = torch.cat([zeros, h_re])[:T], torch.cat([zeros, h_im])[:T]     # h_{t-shift}, 0 before 0
+            a_re, a_im = self.pow_re[k], self.pow_im[k]
+            h_re, h_im = h_re + a_re * p_re - a_im * p_im, h_im + a_re * p_im + a_im * p_re
+        return h_re, h_im
+
     def sequence(self, x, mask):
         """Parallel form over a whole history. x: [T, m], mask: [T] (1 = real item) -> x', h_T (re, im) [m]."""
-        m, T = self.m, x.shape[0]
+        m = self.m
         u = self.B(self.ln(x, self.ln1_w, self.ln1_b)) * mask[:, None]    # [T, 2m]; zero at padding
-        u_re, u_im = u[:, :m], u[:, m:]
-        t = torch.arange(T)
-        lag = t[:, None] - t[None, :]                                      # [T, T]
-        # built from views with one dynamic dim each (XNNPACK reshapes take only one), and gathered with
-        # an embedding lookup (a row copy; ExecuTorch's generic index kernel is ~10x slower): same values
-        causal = (t[:, None, None] >= t[None, :, None]).to(x.dtype)        # [T, T, 1]
-        idx = lag.clamp(min=0)
-        K_re = F.embedding(idx, self.pow_re) * causal                      # [T, T, m]: lambda^(t-s)
-        K_im = F.embedding(idx, self.pow_im) * causal
-        u_re, u_im = u_re[None], u_im[None]                                # [1, T, m] broadcast over t
-        h_re = (K_re * u_re - K_im * u_im).sum(1)                           # [T, m]
-        h_im = (K_re * u_im + K_im * u_re).sum(1)
+        h_re, h_im = self.scan(u[:, :m], u[:, m:])
         x = x + self.C(torch.cat([h_re, h_im], dim=-1))
         return self.ffn_residual(x), h_re[-1], h_im[-1]
 

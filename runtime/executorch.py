@@ -1,8 +1,10 @@
 """ExecuTorch runner: one `.pte` holding both methods (`prefill`, `step`), on `executorch.runtime`.
 
-Threads: XNNPACK runs on ExecuTorch's process-wide threadpool. executorch 1.5.1 sets it from Python only
-through the experimental `_unsafe_reset_threadpool(n)` of its pybindings; it is process-wide (the last
-runner opened decides) and the count actually in use is read back and kept in `threads_used`.
+Threads: XNNPACK runs on ExecuTorch's process-wide threadpool. executorch 1.5.1 sizes it from Python only
+through the experimental `_unsafe_reset_threadpool(n)` of its pybindings, and a method loaded before a
+reset deadlocks on its next call (seen here). So the pool is resized before the program is loaded, and
+only while no other ExecuTorch runner of this process is open; the count in use is read back into
+`threads_used` (and `memory_info()`). One thread count per process: the profiler runs each in a subprocess.
 
 Memory: the planned arenas (the memory-planned activation buffers of each method) are read straight from
 the program flatbuffer (`ExecutionPlan.non_const_buffer_sizes`), because `MethodMeta` in 1.5.1's Python
@@ -12,7 +14,12 @@ scratch memory inside the delegate is not part of these figures.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import sys
+import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +90,54 @@ def memory_summary(pte: bytes) -> dict:
             "planned_buffers": {name: [int(x) for x in s] for name, s in sorted(arenas.items())}}
 
 
+_OPEN_RUNNERS: "weakref.WeakSet[ExecutorchRunner]" = weakref.WeakSet()
+
+
+class _Captured:
+    def __init__(self, f):
+        self.f = f
+
+    def text(self) -> str:
+        _libc_fflush()
+        self.f.seek(0)
+        return self.f.read().decode(errors="replace")
+
+
+def _libc_fflush() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """Route fd 2 (where the C++ runtime logs) to a temp file for the duration; yields it for error messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield _Captured(tmp)
+        finally:
+            sys.stderr.flush()
+            _libc_fflush()  # C stdio may buffer fd 2 when it is not a terminal (e.g. under pytest)
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def set_threads(n: int) -> int:
-    """Resize ExecuTorch's (process-wide) threadpool; returns the thread count now in use."""
+    """Resize ExecuTorch's process-wide threadpool (before any method is loaded); returns the count in use."""
     from executorch.extension.pybindings import portable_lib
-    if portable_lib._threadpool_get_thread_count() != n:
+    current = int(portable_lib._threadpool_get_thread_count())
+    if current != n:
+        if len(_OPEN_RUNNERS):  # resizing under loaded methods deadlocks them
+            raise UserError(f"ExecuTorch's threadpool is shared by the whole process and runs {current} "
+                            f"thread(s) for the runners already open; close them before asking for {n}")
         portable_lib._unsafe_reset_threadpool(n)
-    return int(portable_lib._threadpool_get_thread_count())
+        current = int(portable_lib._threadpool_get_thread_count())
+    return current
 
 
 @register("executorch")
@@ -100,32 +149,41 @@ class ExecutorchRunner(Runner):
         super().__init__(root, entry, threads, verify)
 
     def load(self):
-        try:
-            import torch
-            from executorch.runtime import Runtime
-        except ImportError:
-            raise UserError("the executorch target needs the executorch package: pip install executorch") from None
-        if "int" in str(self.entry.get("quantization", "")):
-            import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed::* kernels)
-        self._torch = torch
-        self.path = self.file(".pte")
-        self.pte_memory = memory_summary(self.path.read_bytes())
-        try:
-            self.program = Runtime.get().load_program(self.path, enable_etdump=self.etdump,
-                                                      debug_buffer_size=self.debug_buffer_size)
-            missing = set(METHODS) - set(self.program.method_names)
-            if missing:
-                raise UserError(f"{self.entry['id']}: the .pte lacks method(s) {', '.join(sorted(missing))}")
-            self.methods = {name: self.program.load_method(name) for name in METHODS}
-        except UserError:
-            raise
-        except Exception as exc:  # the bindings raise RuntimeError / ValueError with the runtime's error code
-            raise UserError(f"ExecuTorch could not load {self.entry['id']}: {str(exc).splitlines()[0]}") from None
-        self.threads_used = set_threads(self.threads)
+        self.methods = self.program = None
+        with _native_stderr() as log:  # the bindings log CPU probing and threadpool resets to fd 2
+            try:
+                import torch
+                from executorch.runtime import Runtime
+                if self.entry.get("quantization") != "fp32":
+                    import executorch.kernels.quantized  # noqa: F401  (quantized_decomposed::* kernels)
+            except ImportError:
+                raise UserError("the executorch target needs the executorch package: pip install executorch") from None
+            self._torch = torch
+            self.path = self.file(".pte")
+            self.pte_memory = memory_summary(self.path.read_bytes())
+            self.threads_used = set_threads(self.threads)
+            try:
+                self.program = Runtime.get().load_program(self.path, enable_etdump=self.etdump,
+                                                          debug_buffer_size=self.debug_buffer_size)
+                missing = set(METHODS) - set(self.program.method_names)
+                if missing:
+                    raise UserError(f"{self.entry['id']}: the .pte lacks method(s) {', '.join(sorted(missing))}")
+                self.methods = {name: self.program.load_method(name) for name in METHODS}
+            except UserError:
+                raise
+            except Exception as exc:  # RuntimeError / ValueError with an error code; the reason is in the log
+                why = [ln for ln in log.text().splitlines()  # the runtime's own lines: "[file.cpp:N] ..."
+                       if ln.startswith("[") and not ln.startswith(("[cpuinfo", "[threadpool"))][-2:]
+                raise UserError(f"ExecuTorch could not load {self.entry['id']}: {str(exc).splitlines()[0]}"
+                                + (f" ({' '.join(why)})" if why else "")) from None
+        _OPEN_RUNNERS.add(self)
 
     def _run(self, name, *args):
+        if self.methods is None:
+            raise UserError(f"runner for {self.entry['id']} is closed")
+        # outputs are copied out of the planned arenas by the bindings, so they can be kept as they are
         s, i, st = self.methods[name].execute(tuple(self._torch.from_numpy(a) for a in args))
-        return StepOutput(s.numpy().copy(), i.numpy().copy(), st.numpy().copy())
+        return StepOutput(s.numpy(), i.numpy(), st.numpy())
 
     def _prefill(self, item_ids):
         return self._run("prefill", item_ids)
@@ -137,12 +195,38 @@ class ExecutorchRunner(Runner):
         """Planned arena bytes per method, read from the loaded program's file, and the threads in use."""
         return {**self.pte_memory, "executorch_threads": self.threads_used}
 
+    def close(self) -> None:
+        self.methods, self.program = None, None
+        _OPEN_RUNNERS.discard(self)
+
     def write_etdump(self, etdump_path: str | Path, debug_path: str | Path | None = None) -> Path:
-        """Write the ETDump of every call so far (needs `etdump=True`); read it with
-        `executorch.devtools.Inspector(etdump_path=..., etrecord=<the artifact's etrecord.bin>)`."""
+        """Write the ETDump of every call so far (needs `etdump=True`)."""
         if not self.etdump:
             raise UserError("open the runner with etdump=True to record an ETDump")
+        if self.program is None:
+            raise UserError(f"runner for {self.entry['id']} is closed")
         etdump_path = Path(etdump_path)
         debug_path = Path(debug_path) if debug_path else etdump_path.with_suffix(".debug.bin")
         self.program.write_etdump_result_to_file(str(etdump_path), str(debug_path))
         return etdump_path
+
+    def op_profile(self, etdump_path: str | Path) -> list[dict]:
+        """Per-op timings of every call so far, slowest first: [{event, calls, median_ms, total_ms}].
+
+        Events are the runtime's own names: `native_call_<op>` for portable kernels, `DELEGATE_CALL` for
+        each XNNPACK partition and XNNPACK's operator names inside it. executorch 1.5.1's Inspector maps
+        events to graph nodes through an ETRecord only for a method named `forward`, so the ETRecord that
+        `export --etdump` writes is for Inspector sessions on a single method; here events are read as is.
+        """
+        import warnings
+        from executorch.devtools import Inspector
+        path = self.write_etdump(etdump_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Output Buffer not found": no tensor dumps were asked for
+            df = Inspector(etdump_path=str(path)).to_dataframe()
+        times: dict[str, list[float]] = {}
+        for name, raw in zip(df["event_name"], df["raw"]):
+            times.setdefault(str(name), []).extend(float(x) for x in raw)
+        rows = [{"event": n, "calls": len(v), "median_ms": float(np.median(v)), "total_ms": float(np.sum(v))}
+                for n, v in times.items() if v]
+        return sorted(rows, key=lambda r: -r["total_ms"])

@@ -181,13 +181,23 @@ def test_validator_catches_corrupted_weights(coreml_export, dw32, tmp_path):
 
 
 def test_validator_catches_a_duplicated_item_table(tiny_run, tmp_path):
-    """Scoring with the plain ItemTable (a slice of the table) makes the converter store a second copy;
-    the exporter's FullTableScore avoids it, and the validator notices if it comes back."""
+    """Scoring against a slice of the table (`x @ E[1:]^T`) makes the converter store a second copy;
+    `ItemTable.score` avoids it, and the validator notices if it comes back."""
+    import copy
+
+    from fmrlrec_edge.deploy import ItemTable
+
+    class SlicedScore(ItemTable):
+        def score(self, x):
+            return x @ self.weight[1:].T
+
     ct = import_coremltools()
     model, _ = load_run(tiny_run)
     dw = DeployableWidth(model, 8)
+    dup = copy.deepcopy(dw)
+    dup.items = SlicedScore(dw.items.weight)
     path = tmp_path / "dup.mlpackage"
-    convert_step(ct, dw.eval(), "fp32").save(str(path))              # plain table: duplicated
+    convert_step(ct, dup.eval(), "fp32").save(str(path))             # sliced table: duplicated
     exp = expected_package(dw, "fp32")
     exp["functions"] = {"main": exp["functions"]["step"]}
     with pytest.raises(UserError, match="item table is stored 2 times"):
