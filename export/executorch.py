@@ -148,7 +148,7 @@ class ExecutorchExporter(Exporter):
         self.check_quant(quant)
         if quant == "int4" and dw.m % INT4_GROUP:
             raise UserError(f"executorch int4 needs width >= {INT4_GROUP} (XNNPACK's 4-bit groups are multiples "
-                            f"of {INT4_GROUP}); width {dw.m} has int8 and fp32")
+                            f"of {INT4_GROUP}); for width {dw.m} use int8 or fp32")
         want_etrecord = bool(options.get("etdump"))
         try:
             with _quiet():

@@ -137,7 +137,7 @@ def export(
         write_android_assets(run_dir, out_dir, entries, android_assets, force=force, console=err)
     out.print(f"{len(entries)} artifact(s) in [bold]{out_dir}[/] (manifest: {out_dir / 'manifest.json'})")
     if req.failures:
-        raise UserError(f"{len(req.failures)} artifact(s) failed their gate and were not written: "
+        raise UserError(f"{len(req.failures)} artifact(s) could not be exported and were not written: "
                         + " | ".join(f.split(':')[0] for f in req.failures))
 
 

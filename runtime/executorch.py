@@ -98,6 +98,7 @@ class _Captured:
         self.f = f
 
     def text(self) -> str:
+        sys.stderr.flush()
         _libc_fflush()
         self.f.seek(0)
         return self.f.read().decode(errors="replace")
@@ -113,18 +114,24 @@ def _libc_fflush() -> None:
 
 @contextlib.contextmanager
 def _native_stderr():
-    """Route fd 2 (where the C++ runtime logs) to a temp file for the duration; yields it for error messages."""
+    """Route the runtime's log to a temp file for the duration; yields it for error messages.
+
+    The C++ side writes to fd 2, the pybindings to Python's `sys.stderr` (which pytest, for one, replaces):
+    both are pointed at the same file (dup'ed descriptors share one offset, so lines do not overwrite)."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved_fd, saved_py = os.dup(2), sys.stderr
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
+        sys.stderr = open(os.dup(tmp.fileno()), "w", buffering=1, errors="replace")
         try:
             yield _Captured(tmp)
         finally:
             sys.stderr.flush()
-            _libc_fflush()  # C stdio may buffer fd 2 when it is not a terminal (e.g. under pytest)
-            os.dup2(saved, 2)
-            os.close(saved)
+            _libc_fflush()  # C stdio may buffer fd 2 when it is not a terminal
+            sys.stderr.close()
+            sys.stderr = saved_py
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
 
 
 def set_threads(n: int) -> int:
@@ -155,7 +162,9 @@ class ExecutorchRunner(Runner):
                 import torch
                 from executorch.runtime import Runtime
                 if self.entry.get("quantization") != "fp32":
-                    import executorch.kernels.quantized  # noqa: F401  (quantized_decomposed::* kernels)
+                    # quantized_decomposed::* kernels: our recipes leave none outside XNNPACK, but a .pte made
+                    # with ExecuTorch's LLM route (embedding_byte) fails to load without them
+                    import executorch.kernels.quantized  # noqa: F401
             except ImportError:
                 raise UserError("the executorch target needs the executorch package: pip install executorch") from None
             self._torch = torch

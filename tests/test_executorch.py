@@ -62,7 +62,8 @@ def test_fp32_parity_and_chain(et_export):
 
 def test_int8_is_smaller_and_close(et_export):
     man = Manifest.load(et_export)
-    size = {a["quantization"]: man.path(a["files"][-1]["path"]).stat().st_size for a in man.artifacts if a["width"] == 32}
+    size = {a["quantization"]: man.path(a["files"][-1]["path"]).stat().st_size
+            for a in man.artifacts if a["width"] == 32}
     # a toy this small is mostly program (graph, lambda powers); at /tmp/runs/a d256 int8 is ~29% of fp32
     assert size["int8"] < 0.8 * size["fp32"]
     for a in Manifest.load(et_export).artifacts:
