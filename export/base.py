@@ -7,15 +7,11 @@ from pathlib import Path
 
 from fmrlrec_edge.deploy import DeployableWidth
 from fmrlrec_edge.errors import UserError
+from fmrlrec_edge.manifest import TARGETS
 
 # target name -> module that registers its exporter (imported on first use, so a missing optional
 # toolchain only matters when that target is asked for)
-EXPORTER_MODULES = {
-    "onnx": "fmrlrec_edge.export.onnx",
-    "executorch": "fmrlrec_edge.export.executorch",
-    "coreml": "fmrlrec_edge.export.coreml",
-    "litert": "fmrlrec_edge.export.litert",
-}
+EXPORTER_MODULES = {t: f"fmrlrec_edge.export.{t}" for t in TARGETS}
 _REGISTRY: dict[str, type["Exporter"]] = {}
 
 

@@ -31,6 +31,8 @@ from .errors import UserError
 from .fileio import atomic_write_json, read_json, sha256_file
 
 SCHEMA = "fmrlrec-edge/manifest/1"
+# every deployment target: one module of that name in fmrlrec_edge.export and in fmrlrec_edge.runtime
+TARGETS = ("onnx", "executorch", "coreml", "litert")
 MANIFEST = "manifest.json"
 
 

@@ -17,15 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fmrlrec_edge.errors import UserError
-from fmrlrec_edge.manifest import Manifest
+from fmrlrec_edge.manifest import TARGETS, Manifest
 
 # target name -> module that registers its runner (imported on first use)
-RUNNER_MODULES = {
-    "onnx": "fmrlrec_edge.runtime.onnx",
-    "executorch": "fmrlrec_edge.runtime.executorch",
-    "coreml": "fmrlrec_edge.runtime.coreml",
-    "litert": "fmrlrec_edge.runtime.litert",
-}
+RUNNER_MODULES = {t: f"fmrlrec_edge.runtime.{t}" for t in TARGETS}
 _REGISTRY: dict[str, type["Runner"]] = {}
 
 
