@@ -44,9 +44,11 @@ def test_fp32_parity_and_chain(onnx_export):
 def test_int8_is_small(onnx_export):
     man = Manifest.load(onnx_export)
     size = {(a["width"], a["quantization"]): sum(f["bytes"] for f in a["files"]) for a in man.artifacts}
-    for d in (8, 32):  # at width 8 the graph itself (not weights) is a large share of the bytes
-        assert size[(d, "int8")] < size[(d, "fp32")] and size[(d, "fp16")] < size[(d, "fp32")]
-    assert size[(32, "int8")] < 0.75 * size[(32, "fp32")]  # 30% holds at real sizes (docs/benchmarks.md)
+    for d in (8, 32):
+        assert size[(d, "fp16")] < size[(d, "fp32")]
+    # at width 8 the quantize/dequantize nodes outweigh the weights they shrink (int8 is *larger* there);
+    # from width 32 int8 wins, and at real catalog sizes it is ~30% of fp32 (docs/benchmarks.md)
+    assert size[(32, "int8")] < 0.75 * size[(32, "fp32")]
 
 
 def test_runner_step_equals_prefill_and_eager(onnx_export, tiny_run):
