@@ -202,19 +202,28 @@ def profile(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the run, the exports and the report.")] = Path("demo"),
     epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 30,
+    dataset: Annotated[str, typer.Option(help="Dataset (as for `train`); default: MovieLens-100k from the recbole wheel.")] = "ml-100k",
+    features: Annotated[Optional[Path], typer.Option(help="Precomputed item features (.npy) instead of encoding text.")] = None,
+    target: Annotated[str, typer.Option(help="Targets to export and profile: 'all' or a comma list.")] = "all",
     force: Annotated[bool, typer.Option("--force", help="Start over if the folder exists.")] = False,
 ):
-    """Train on ML-100k, export every width to every target, profile, print where the report is."""
+    """The main job: train, export every width to every target, profile them, print where the report is."""
     from .config import TrainConfig
     from .export import ExportRequest, export_run
     from .runtime.profile import ProfileRequest, run_profile
     from .train import train as run_train
     run, exp, rep = out_dir / "run", out_dir / "exports", out_dir / "report"
-    res = run_train(TrainConfig(epochs=epochs), run, {"id_embedding": True}, force=force, console=err)
+    tcfg = TrainConfig(dataset=dataset, epochs=epochs, features_file=str(features) if features else None)
+    res = run_train(tcfg, run, {"id_embedding": True}, force=force, console=err)
     _print_metrics(res, "test")
-    export_run(ExportRequest(run_dir=run, out=exp, dims="all", targets="all", force=force, keep_going=True), console=err)
-    rows, paths = run_profile(ProfileRequest(export_dir=exp, out=rep, threads="1", steps=500), console=err)
+    req = ExportRequest(run_dir=run, out=exp, dims="all", targets=target, force=force, keep_going=True)
+    export_run(req, console=err)
+    targets = ",".join(t for t in ("onnx", "executorch", "litert", "coreml") if target == "all" or t in target.split(","))
+    rows, paths = run_profile(ProfileRequest(export_dir=exp, out=rep, targets=targets, threads="1", steps=500),
+                              console=err)
     out.print(paths.get("table_text", ""))
+    if req.failures:
+        out.print(f"[yellow]{len(req.failures)} artifact(s) were refused by their export gate (listed above)")
     out.print(f"report: [bold]{paths['markdown']}[/] (json: {paths['json']}, plots: {rep})")
 
 
