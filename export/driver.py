@@ -4,7 +4,6 @@ runtime -> atomic move into place -> manifest entry. Nothing half-written is eve
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -214,11 +213,6 @@ def _export_one(exp: Exporter, dw: DeployableWidth, d: int, q: str, root: Path, 
             rec["path"] = rel_final + rec["path"][len(tmp_rel):]
         entry["export_seconds"] = round(time.perf_counter() - t0, 2)
     return entry
-
-
-def copy_tree_atomic(src: Path, dst: Path, force: bool) -> None:
-    with staging_dir(dst, force=force) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 __all__ = ["ExportRequest", "export_run", "tool_versions", "resolve_dims", "resolve_targets"]

@@ -14,8 +14,6 @@ real tensors. Every matrix is a plain `nn.Linear`, which is what the quantizers 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -226,11 +224,3 @@ class PrefillPaddedModule(PrefillModule):
 class StepModule(PrefillModule):
     def forward(self, item_id, state):
         return self.dw.step(item_id, state)
-
-
-@dataclass
-class Reference:
-    """Eager results for parity checks."""
-    top_scores: torch.Tensor
-    top_ids: torch.Tensor
-    state: torch.Tensor

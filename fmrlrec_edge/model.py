@@ -111,23 +111,6 @@ def lru_scan_doubling(u_re, u_im, nu_log, theta_log):
     return h_re, h_im
 
 
-def lru_scan_kernel(u_re, u_im, pow_re, pow_im):
-    """Parallel form of h_t = lambda h_{t-1} + u_t with h_0 = 0, via a [T, T] decay kernel.
-
-    h_t = sum_{s <= t} lambda^{t-s} u_s.   u_*: [B, T, D], pow_*: [>= T, D]  ->  h_re, h_im: [B, T, D]
-    O(T^2 D) per sequence, which for T <= 200 beats a sequential loop and exports with a dynamic T.
-    """
-    T = u_re.shape[1]
-    t = torch.arange(T, device=u_re.device)
-    lag = t[:, None] - t[None, :]                                    # [T, T], t - s
-    causal = (lag >= 0).to(u_re.dtype)[..., None]                    # [T, T, 1]
-    K_re = pow_re[lag.clamp(min=0)] * causal                          # [T, T, D]
-    K_im = pow_im[lag.clamp(min=0)] * causal
-    h_re = torch.einsum("tsd,bsd->btd", K_re, u_re) - torch.einsum("tsd,bsd->btd", K_im, u_im)
-    h_im = torch.einsum("tsd,bsd->btd", K_re, u_im) + torch.einsum("tsd,bsd->btd", K_im, u_re)
-    return h_re, h_im
-
-
 class LRU(nn.Module):
     """Linear recurrent unit with nested complex B (with bias) and C; hidden size D (not 2D)."""
 
