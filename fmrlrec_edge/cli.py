@@ -151,6 +151,7 @@ def recommend(
     history: Annotated[str, typer.Option(help="Comma-separated item ids, oldest first (fed with prefill, then the last via step).")] = "1,2,3",
     top: Annotated[int, typer.Option(help="How many recommendations to print.")] = 10,
     threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
+    hide_seen: Annotated[bool, typer.Option("--hide-seen/--show-seen", help="Leave items already in the history out of the printed list (the model itself ranks them too).")] = True,
 ):
     """Run an exported artifact on a history and print the top items with titles."""
     from .manifest import Manifest
@@ -168,8 +169,10 @@ def recommend(
     res = runner.step(ids[-1], res.state if res is not None else runner.zero_state())
     t = Table(title=f"{runner.entry['id']} after {len(ids)} interactions (last: {titles[ids[-1]]})")
     t.add_column("#", justify="right"); t.add_column("item", justify="right"); t.add_column("score", justify="right"); t.add_column("title")
-    for r, (i, s) in enumerate(zip(res.top_ids[:top], res.top_scores[:top]), 1):
-        t.add_row(str(r), str(int(i)), f"{float(s):.3f}", titles[int(i)])
+    seen = set(ids) if hide_seen else set()
+    picks = [(int(i), float(s)) for i, s in zip(res.top_ids, res.top_scores) if int(i) not in seen][:top]
+    for r, (i, s) in enumerate(picks, 1):
+        t.add_row(str(r), str(i), f"{s:.3f}", titles[i])
     out.print(t)
 
 
