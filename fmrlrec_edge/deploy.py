@@ -49,9 +49,10 @@ class ItemTable(nn.Module):
 class QuantizedItemTable(nn.Module):
     """E_m stored as int8 with one fp32 scale per item (symmetric, per row): E ~= q * scale[:, None].
 
-    The item table is most of a small model's bytes, and the runtimes' own quantizers skip it (it is used
-    by a gather *and* a transposed matmul), so the int8 recipes of every target swap this in. Both uses
-    dequantize exactly the same way: embed = q[ids] * scale[ids]; score = (x @ q[1:]^T) * scale[1:].
+    The item table is most of a small model's bytes, and onnxruntime's quantizer skips it (it feeds a gather
+    *and* a transposed matmul), so the ONNX int8 recipe swaps this in (ExecuTorch uses it for its lookup
+    copy; LiteRT and Core ML quantize the table with their own recipes). Both uses dequantize the same way:
+    embed = q[ids] * scale[ids]; score = (x @ q[1:]^T) * scale[1:].
     """
 
     def __init__(self, E: torch.Tensor):
